@@ -1,0 +1,84 @@
+"""Reading and writing image files with errors that name the file and the problem."""
+
+import os
+import struct
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+class ImageFileError(ValueError):
+    """A file that should be an image is missing, empty, corrupt or of the wrong shape."""
+
+
+def _check_file(path: Path) -> None:
+    if not path.is_file():
+        raise ImageFileError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise ImageFileError(f"{path}: file is empty (0 bytes)")
+
+
+def read_png_size(path) -> tuple[int, int]:
+    """(height, width) of a PNG from its header alone (cheap; used to check pairs before decoding)."""
+    path = Path(path)
+    _check_file(path)
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if len(head) < 24 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
+        raise ImageFileError(f"{path}: not a PNG file (bad signature or header)")
+    width, height = struct.unpack(">II", head[16:24])
+    return height, width
+
+
+def read_rgb(path) -> np.ndarray:
+    """Decode a colour image. Returns (H, W, 3) uint8 RGB."""
+    path = Path(path)
+    _check_file(path)
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ImageFileError(f"{path}: cannot decode image (corrupt or unsupported format)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_unchanged(path) -> np.ndarray:
+    """Decode an image keeping its channels and bit depth (label maps: (H, W) uint8 or uint16)."""
+    path = Path(path)
+    _check_file(path)
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ImageFileError(f"{path}: cannot decode image (corrupt or unsupported format)")
+    if image.ndim == 3:
+        # OpenCV decodes colour as BGR(A); callers always get RGB.
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    return image
+
+
+def write_png(path, image: np.ndarray) -> Path:
+    """Write (H, W) or (H, W, 3) RGB uint8/uint16 to PNG atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = np.asarray(image)
+    if array.ndim == 3:
+        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
+    ok, encoded = cv2.imencode(".png", array)
+    if not ok:
+        raise ImageFileError(f"{path}: could not encode array of shape {array.shape} as PNG")
+    write_bytes_atomic(path, encoded.tobytes())
+    return path
+
+
+def write_bytes_atomic(path, data: bytes) -> None:
+    """Write bytes so that a reader never sees a half-written file and nothing old is lost on failure."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,44 @@
+"""Shared fixtures: where the real data lives, and small synthetic datasets built once per session."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# One setting points at the real data; CI must find it there (fail, never skip).
+SHARED_DATA = Path(os.environ.get("FCN_SHARED_DATA", REPO_ROOT.parent / "shared" / "data")).resolve()
+ORACLES = Path(os.environ.get("FCN_SHARED_ORACLES", SHARED_DATA.parent / "oracles")).resolve()
+
+
+def _require(path: Path) -> Path:
+    if path.exists():
+        return path
+    message = f"real test data not found at {path} (set FCN_SHARED_DATA)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real datasets folder (../shared/data by default)."""
+    return _require(SHARED_DATA)
+
+
+@pytest.fixture(scope="session")
+def kitti_road_root(shared_data) -> Path:
+    """Full-resolution KITTI Road samples: .../kitti_road/data_road."""
+    return _require(shared_data / "kitti_road" / "data_road")
+
+
+@pytest.fixture(scope="session")
+def kitti_road_half_root(shared_data) -> Path:
+    """Half-resolution developer portion of KITTI Road: .../kitti_road_half/data_road."""
+    return _require(shared_data / "kitti_road_half" / "data_road")
+
+
+@pytest.fixture(scope="session")
+def kitti_road_oracles() -> Path:
+    """Expected scores of the official KITTI road devkit for three sets of result maps."""
+    return _require(ORACLES / "kitti_road")
