@@ -1,0 +1,284 @@
+"""FCN-8s (Long, Shelhamer & Darrell, CVPR 2015) as a Keras functional model.
+
+The network, as in the paper's at-once FCN-8s:
+
+    image -> encoder (VGG16 conv blocks 1-5) -> fc6 (7x7 conv, 4096) -> fc7 (1x1 conv, 4096) -> score_fr (1x1)
+          -> upscore2 (x2, learnable, bilinear init)   + score_pool4 (1x1 on 0.01 * pool4)
+          -> upscore_pool4 (x2, learnable, bilinear)   + score_pool3 (1x1 on 0.0001 * pool3)
+          -> upscore8 (x8, fixed bilinear)             -> logits with the input's height and width
+
+Caffe's FCN pads the first convolution by 100 pixels and crops the upsampled maps back. Here the input is
+padded (bottom/right) to a multiple of 32 instead, so every skip connection aligns exactly, and the logits
+are cropped to the input size at the end: any height and width works (e.g. 375x1242).
+"""
+
+import logging
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+log = logging.getLogger(__name__)
+
+# The encoder's total stride: pool5 is 1/32 of the input.
+OUTPUT_STRIDE = 32
+# Caffe VGG16 was trained on BGR images with these channel means subtracted (keras' "caffe" mode).
+VGG_BGR_MEANS = (103.939, 116.779, 123.68)
+# The paper's at-once FCN-8s scales the skip features so they start on the scale of fc7's scores.
+POOL4_SCALE = 0.01
+POOL3_SCALE = 0.0001
+
+# Keras' own ImageNet VGG16 with the fully connected top (fc1/fc2 are needed to make fc6/fc7).
+VGG16_WEIGHTS_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
+VGG16_WEIGHTS_URL = (
+    "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/" + VGG16_WEIGHTS_FILE
+)
+VGG16_WEIGHTS_MD5 = "64373286793e3c8b2b4e3219cbf3544b"
+
+# (filters per block, convolutions per block, fc6/fc7 width). "vgg16" is the paper's encoder;
+# "vgg16_mini" has the same layout at a quarter of the width (1/16 of the FLOPs), for CPU demos and tests.
+ENCODERS = {
+    "vgg16": ((64, 128, 256, 512, 512), (2, 2, 3, 3, 3), 4096),
+    "vgg16_mini": ((16, 32, 64, 128, 128), (2, 2, 3, 3, 3), 1024),
+}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Small layers the decoder needs (registered so saved .keras models load without custom_objects).
+
+
+@keras.saving.register_keras_serializable(package="fcn")
+class CaffePreprocess(layers.Layer):
+    """RGB in [0, 255] -> BGR minus the ImageNet means, as VGG16's original Caffe weights expect."""
+
+    def call(self, images):
+        bgr = ops.flip(ops.cast(images, self.compute_dtype), axis=-1)
+        return bgr - ops.cast(ops.convert_to_tensor(VGG_BGR_MEANS), self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package="fcn")
+class PadToMultiple(layers.Layer):
+    """Zero-pad height and width (bottom/right) up to a multiple of `multiple`."""
+
+    def __init__(self, multiple=OUTPUT_STRIDE, **kwargs):
+        super().__init__(**kwargs)
+        self.multiple = multiple
+
+    def call(self, images):
+        shape = ops.shape(images)
+        pad_h = (-shape[1]) % self.multiple
+        pad_w = (-shape[2]) % self.multiple
+        return ops.pad(images, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
+
+    def compute_output_shape(self, input_shape):
+        def padded(size):
+            return None if size is None else -(-size // self.multiple) * self.multiple
+
+        return (input_shape[0], padded(input_shape[1]), padded(input_shape[2]), input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "multiple": self.multiple}
+
+
+@keras.saving.register_keras_serializable(package="fcn")
+class CropToReference(layers.Layer):
+    """Crop the first input's height and width (from the top-left) to those of the second."""
+
+    def call(self, inputs):
+        features, reference = inputs
+        shape = ops.shape(reference)
+        return features[:, : shape[1], : shape[2], :]
+
+    def compute_output_shape(self, input_shapes):
+        features, reference = input_shapes
+        return (features[0], reference[1], reference[2], features[3])
+
+
+# ----------------------------------------------------------------------------------------------------
+# Initialisers and weight conversion.
+
+
+def bilinear_kernel(kernel_size: int, channels: int) -> np.ndarray:
+    """Transposed-convolution kernel that upsamples each channel bilinearly (FCN's `upsample_filt`).
+
+    Returns:
+        (kernel_size, kernel_size, channels, channels) float32, diagonal across channels.
+    """
+    factor = (kernel_size + 1) // 2
+    center = factor - 1 if kernel_size % 2 == 1 else factor - 0.5
+    ramp = 1 - np.abs(np.arange(kernel_size) - center) / factor
+    kernel = np.zeros((kernel_size, kernel_size, channels, channels), dtype=np.float32)
+    for c in range(channels):
+        kernel[:, :, c, c] = np.outer(ramp, ramp)
+    return kernel
+
+
+@keras.saving.register_keras_serializable(package="fcn")
+class BilinearInitializer(keras.initializers.Initializer):
+    """Initialise a Conv2DTranspose kernel of shape (k, k, C, C) to bilinear upsampling."""
+
+    def __call__(self, shape, dtype=None):
+        if shape[0] != shape[1] or shape[2] != shape[3]:
+            raise ValueError(f"bilinear init needs a (k, k, C, C) kernel, got {shape}")
+        return ops.convert_to_tensor(bilinear_kernel(shape[0], shape[2]), dtype=dtype)
+
+
+def dense_to_conv_kernel(dense_kernel: np.ndarray, input_shape: tuple[int, int, int]) -> np.ndarray:
+    """Reshape a Dense kernel that follows Flatten into the equivalent convolution kernel.
+
+    Keras' Flatten on channels-last (h, w, c) features is row-major, so the (h * w * c, units) kernel
+    reshapes directly to (h, w, c, units): the paper's "convolutionalization" of fc6 (and fc7, with 1x1).
+    """
+    expected = int(np.prod(input_shape))
+    if dense_kernel.shape[0] != expected:
+        raise ValueError(f"dense kernel has {dense_kernel.shape[0]} inputs, {input_shape} needs {expected}")
+    return dense_kernel.reshape(*input_shape, dense_kernel.shape[1])
+
+
+# ----------------------------------------------------------------------------------------------------
+# Encoders: each returns the pool3, pool4 and pool5 feature maps for a (padded, preprocessed) input.
+
+
+def _vgg_encoder(x, filters, convs_per_block):
+    pools = []
+    for block, (width, count) in enumerate(zip(filters, convs_per_block, strict=True), start=1):
+        for i in range(1, count + 1):
+            x = layers.Conv2D(width, 3, padding="same", activation="relu", name=f"block{block}_conv{i}")(x)
+        x = layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)
+        pools.append(x)
+    return pools[2], pools[3], pools[4]
+
+
+def _vgg16_encoder(x):
+    # keras.applications.VGG16 itself, so its layer names (and ImageNet weights) are the usual ones.
+    vgg = keras.applications.VGG16(include_top=False, weights=None, input_tensor=x)
+    return tuple(vgg.get_layer(f"block{b}_pool").output for b in (3, 4, 5))
+
+
+# ----------------------------------------------------------------------------------------------------
+# The model.
+
+
+def build_fcn8(
+    num_classes: int,
+    encoder: str = "vgg16",
+    weights: str | Path | None = "imagenet",
+    dropout_rate: float = 0.5,
+    input_shape: tuple = (None, None, 3),
+    name: str = "fcn8",
+) -> keras.Model:
+    """Build FCN-8s. Input: (B, H, W, 3) RGB in [0, 255], any H and W. Output: (B, H, W, C) float32 logits.
+
+    Args:
+        num_classes: C, the number of classes scored (no ignore class).
+        encoder: a key of ENCODERS ("vgg16" is the paper's; "vgg16_mini" is a light CPU variant).
+        weights: "imagenet" (download VGG16 with its top and convert fc1/fc2 to fc6/fc7), a path to a
+            Keras VGG16 weights file (with or without top), or None (random init).
+        dropout_rate: dropout after fc6 and after fc7 (0.5 in the paper).
+    """
+    if encoder not in ENCODERS:
+        raise ValueError(f"unknown encoder {encoder!r}; choose from {sorted(ENCODERS)}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be positive, got {num_classes}")
+    if weights is not None and encoder != "vgg16":
+        raise ValueError(f"pretrained weights exist only for encoder 'vgg16', not {encoder!r}")
+    filters, convs, fc_width = ENCODERS[encoder]
+
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = CaffePreprocess(name="caffe_preprocess")(inputs)
+    x = PadToMultiple(OUTPUT_STRIDE, name="pad_to_stride")(x)
+    pool3, pool4, pool5 = _vgg16_encoder(x) if encoder == "vgg16" else _vgg_encoder(x, filters, convs)
+    logits = _fcn8_decoder(pool3, pool4, pool5, num_classes, fc_width, dropout_rate)
+    logits = CropToReference(name="crop_to_input")([logits, inputs])
+    # Softmax and loss in float32 even under mixed precision.
+    logits = layers.Activation("linear", dtype="float32", name="logits")(logits)
+    model = keras.Model(inputs, logits, name=name)
+    if weights is not None:
+        load_vgg16_weights(model, resolve_vgg16_weights(weights))
+    return model
+
+
+def _score(features, num_classes, name):
+    # Zero-initialised scoring layers, as in the paper ("we zero-initialize the class scoring layer").
+    return layers.Conv2D(num_classes, 1, kernel_initializer="zeros", name=name)(features)
+
+
+def _upsample(scores, factor, name, trainable=True):
+    up = layers.Conv2DTranspose(
+        scores.shape[-1], 2 * factor, strides=factor, padding="same", use_bias=False,
+        kernel_initializer=BilinearInitializer(), name=name,
+    )
+    up.trainable = trainable
+    return up(scores)
+
+
+def _fcn8_decoder(pool3, pool4, pool5, num_classes, fc_width, dropout_rate):
+    x = layers.Conv2D(fc_width, 7, padding="same", activation="relu", name="fc6")(pool5)
+    x = layers.Dropout(dropout_rate, name="drop6")(x)
+    x = layers.Conv2D(fc_width, 1, activation="relu", name="fc7")(x)
+    x = layers.Dropout(dropout_rate, name="drop7")(x)
+    x = _upsample(_score(x, num_classes, "score_fr"), 2, "upscore2")
+    pool4_scores = _score(layers.Rescaling(POOL4_SCALE, name="scale_pool4")(pool4), num_classes, "score_pool4")
+    x = layers.Add(name="fuse_pool4")([x, pool4_scores])
+    x = _upsample(x, 2, "upscore_pool4")
+    pool3_scores = _score(layers.Rescaling(POOL3_SCALE, name="scale_pool3")(pool3), num_classes, "score_pool3")
+    x = layers.Add(name="fuse_pool3")([x, pool3_scores])
+    # The paper learns the x2 layers and keeps the final x8 fixed to bilinear interpolation.
+    return _upsample(x, 8, "upscore8", trainable=False)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Pretrained VGG16 weights.
+
+
+def resolve_vgg16_weights(weights: str | Path) -> Path:
+    """Path of a VGG16 weights file: "imagenet" downloads (or reuses) Keras' cached file."""
+    if str(weights) != "imagenet":
+        path = Path(weights)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: VGG16 weights file not found")
+        return path
+    # Keras caches downloads under $KERAS_HOME/models (default ~/.keras/models).
+    cache_dir = Path(os.environ.get("KERAS_HOME", "~/.keras")).expanduser()
+    cache_file = cache_dir / "models" / VGG16_WEIGHTS_FILE
+    try:
+        return Path(keras.utils.get_file(VGG16_WEIGHTS_FILE, VGG16_WEIGHTS_URL, cache_dir=str(cache_dir),
+                                         cache_subdir="models", file_hash=VGG16_WEIGHTS_MD5))
+    except Exception as error:  # noqa: BLE001 - any download failure gets the same actionable message
+        raise RuntimeError(
+            f"Could not download the ImageNet VGG16 weights from {VGG16_WEIGHTS_URL} ({error}). "
+            f"Without internet, fetch that file on another machine and place it at {cache_file}, "
+            f"or pass weights='<path to the file>' (or --weights PATH); weights=None trains from scratch."
+        ) from error
+
+
+def load_vgg16_weights(model: keras.Model, path: Path) -> None:
+    """Copy VGG16 weights into the FCN: conv blocks as they are, fc1/fc2 reshaped into fc6/fc7."""
+    vgg = _read_vgg16(path)
+    for layer in vgg.layers:
+        if layer.name.startswith("block") and layer.weights:
+            model.get_layer(layer.name).set_weights(layer.get_weights())
+    if not any(layer.name == "fc1" for layer in vgg.layers):
+        log.warning("%s has no fully connected top: fc6/fc7 keep their random initialisation", path)
+        return
+    for dense_name, conv_name in (("fc1", "fc6"), ("fc2", "fc7")):
+        kernel, bias = vgg.get_layer(dense_name).get_weights()
+        conv = model.get_layer(conv_name)
+        conv_shape = conv.kernel.shape
+        conv.set_weights([dense_to_conv_kernel(kernel, tuple(conv_shape[:3])), bias])
+
+
+def _read_vgg16(path: Path) -> keras.Model:
+    # A file made with the top (fc1, fc2, predictions) only loads into a model with the top, and vice versa.
+    errors = []
+    for include_top in (True, False):
+        shape = (224, 224, 3) if include_top else (None, None, 3)
+        vgg = keras.applications.VGG16(include_top=include_top, weights=None, input_shape=shape)
+        try:
+            vgg.load_weights(path)
+            return vgg
+        except Exception as error:  # noqa: BLE001 - report both attempts together below
+            errors.append(f"include_top={include_top}: {error}")
+    raise ValueError(f"{path}: not a Keras VGG16 weights file ({'; '.join(errors)})")
