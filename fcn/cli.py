@@ -1,0 +1,167 @@
+"""Command line: the same functions as the notebooks, for batch and cluster use.
+
+    fcn demo                                   synthetic data -> train -> MaxF -> figures (no downloads)
+    fcn synth --dataset kitti_road --out-dir D  write a synthetic dataset in the real on-disk layout
+    fcn train --dataset kitti_road --data-dir D --run-dir R [--epochs N] [--image-size HxW] [--fast]
+    fcn predict --model R/best.keras --input DIR --output DIR [--format devkit|overlay|labels]
+    fcn evaluate kitti-road --gt-dir D/training/gt_image_2 --results-dir R [--json]
+"""
+
+import argparse
+import json
+import os
+import sys
+
+# Keep TensorFlow's C++ start-up chatter out of command output (set before TensorFlow is imported).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def parse_image_size(text: str) -> tuple[int, int]:
+    """'160x576' -> (160, 576): height x width."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"image size must look like HEIGHTxWIDTH, e.g. 160x576, got {text!r}") from None
+    return height, width
+
+
+def _add_train(sub):
+    p = sub.add_parser("train", help="train FCN-8 on a dataset; writes runs/<name>/")
+    p.add_argument("--dataset", default="kitti_road")
+    p.add_argument("--data-dir", required=True, help="dataset root, e.g. .../data_road")
+    p.add_argument("--run-dir", required=True, help="output folder of this run (rerun to resume)")
+    p.add_argument("--fast", action="store_true", help="tiny CPU mode: light encoder, small images, 8 images")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--image-size", type=parse_image_size, help="HEIGHTxWIDTH the images are resized to")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--encoder", choices=["vgg16", "vgg16_mini"])
+    p.add_argument("--weights", help="'imagenet', a VGG16 weights file, or 'none' (random init)")
+    p.add_argument("--val-fraction", type=float)
+    p.add_argument("--max-train-images", type=int)
+    p.add_argument("--max-val-images", type=int)
+    p.add_argument("--no-augment", dest="augment", action="store_false", default=None)
+    p.add_argument("--mixed-precision", action="store_true", default=None, help="float16 compute (GPU)")
+    p.add_argument("--jit-compile", action="store_true", default=None, help="XLA compilation")
+    p.add_argument("--seed", type=int)
+
+
+def _add_predict(sub):
+    p = sub.add_parser("predict", help="predict a folder of images")
+    p.add_argument("--model", required=True, help="a .keras file written by `fcn train`")
+    p.add_argument("--input", required=True, help="folder of images")
+    p.add_argument("--output", required=True, help="folder for the results")
+    p.add_argument("--format", default="devkit", choices=["devkit", "overlay", "labels"])
+    p.add_argument("--image-size", type=parse_image_size,
+                   help="HEIGHTxWIDTH to run at (default: the training size from the run's config.json)")
+
+
+def _add_evaluate(sub):
+    p = sub.add_parser("evaluate", help="score results against ground truth")
+    kinds = p.add_subparsers(dest="kind", required=True)
+    road = kinds.add_parser("kitti-road", help="the official KITTI Road devkit scores (perspective view)")
+    road.add_argument("--gt-dir", required=True, help=".../data_road/training/gt_image_2")
+    road.add_argument("--results-dir", required=True, help="8-bit confidence PNGs named like the gt files")
+    road.add_argument("--json", action="store_true", help="print JSON (fractions) instead of a table")
+
+
+def _add_synth(sub):
+    p = sub.add_parser("synth", help="write a synthetic street-scene dataset in a real on-disk layout")
+    p.add_argument("--dataset", default="kitti_road", choices=["kitti_road", "camvid", "cvc_kitti"])
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _add_demo(sub):
+    p = sub.add_parser("demo", help="synthetic KITTI Road -> train -> evaluate -> figures, offline")
+    p.add_argument("--data-dir", help="a KITTI data_road folder (default: generate synthetic data)")
+    p.add_argument("--run-dir", default="runs/demo")
+    p.add_argument("--figures-dir", default="figures/demo")
+    p.add_argument("--epochs", type=int, default=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fcn", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_demo, _add_synth, _add_train, _add_predict, _add_evaluate):
+        add(sub)
+    return parser
+
+
+def run_train(args) -> None:
+    from fcn.train import TrainConfig, fast_config, train
+
+    overrides = {key: getattr(args, key) for key in (
+        "dataset", "data_dir", "run_dir", "epochs", "image_size", "batch_size", "learning_rate", "encoder",
+        "val_fraction", "max_train_images", "max_val_images", "augment", "mixed_precision", "jit_compile", "seed",
+    ) if getattr(args, key) is not None}
+    if args.weights is not None:
+        overrides["weights"] = None if args.weights.lower() == "none" else args.weights
+    config = fast_config(**overrides) if args.fast else TrainConfig(**overrides)
+    _, history = train(config, verbose=2)
+    print(json.dumps({key: values[-1] for key, values in history.items()}, indent=2))
+
+
+def run_predict(args) -> None:
+    from fcn import predict
+
+    model = predict.load_model(args.model)
+    image_size = args.image_size or predict.run_image_size(args.model)
+    written = predict.write_predictions(model, predict.list_images(args.input), args.output, image_size,
+                                        args.format)
+    print(f"wrote {len(written)} files to {args.output}")
+
+
+def run_evaluate(args) -> None:
+    from fcn import metrics
+
+    scores = metrics.evaluate_kitti_road(args.gt_dir, args.results_dir, progress=not args.json)
+    if not scores:
+        raise SystemExit(f"error: no result files in {args.results_dir} match the gt files in {args.gt_dir}")
+    keys = ("MaxF", "AvgPrec", "PRE_wp", "REC_wp", "FPR_wp", "FNR_wp", "BestThresh")
+    if args.json:
+        print(json.dumps({c: {k: s[k] for k in keys} for c, s in scores.items()}, indent=2))
+    else:
+        print(metrics.format_kitti_road_table(scores))
+
+
+def run_synth(args) -> None:
+    from fcn.data import synthetic
+
+    root = synthetic.generate(args.dataset, args.out_dir, seed=args.seed)
+    print(f"wrote synthetic {args.dataset} data to {root}")
+
+
+def run_demo(args) -> None:
+    from fcn import demo
+
+    demo.run_demo(data_dir=args.data_dir, run_dir=args.run_dir, figures_dir=args.figures_dir, epochs=args.epochs)
+
+
+COMMANDS = {"train": run_train, "predict": run_predict, "evaluate": run_evaluate, "synth": run_synth,
+            "demo": run_demo}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except Exception as error:
+        if not _is_input_error(error):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _is_input_error(error: Exception) -> bool:
+    # Bad files and arguments get one clear line; a bug still shows its traceback.
+    if isinstance(error, (FileNotFoundError, ValueError, RuntimeError)):
+        return True
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(error, tf.errors.OpError)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

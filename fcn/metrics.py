@@ -1,0 +1,228 @@
+"""Segmentation metrics, reimplemented from the official evaluators and checked against their numbers."""
+
+from pathlib import Path
+
+import numpy as np
+import tqdm
+
+from fcn import imageio
+
+# ---------------------------------------------------------------------------------------------------------
+# KITTI Road: the official devkit's pixel evaluation in perspective view
+# (devkit_road, "Update February 2015", python/evaluateRoad.py + helper.py).
+# Pixels are pooled over all images of a category through 256-bin histograms of the 8-bit confidences,
+# which gives the devkit's counts exactly without keeping the pixels.
+# ---------------------------------------------------------------------------------------------------------
+
+KITTI_ROAD_CATEGORIES = ("um_lane", "um_road", "umm_road", "uu_road")
+# What the devkit prints, in this order, as percent with "%4.2f".
+KITTI_ROAD_PRINTED = ("MaxF", "AvgPrec", "PRE_wp", "REC_wp", "FPR_wp", "FNR_wp")
+
+# The devkit's own arithmetic: float64 thresholds k/255 and a float32 confidence per 8-bit value. Which
+# side of a threshold a value falls on is decided by these exact numbers, so they are kept as they are.
+_THRESHOLDS = np.array(range(0, 256)) / 255.0
+_THRESHOLD_EDGES = np.concatenate(([-np.inf], _THRESHOLDS, [np.inf]))
+_CONFIDENCES = np.clip(np.arange(256).astype("f4") / 255, 0.0, 1.0)
+# Pascal VOC 11 recall levels, spelled as the devkit does (the fourth is 0.30000000000000004).
+_RECALL_LEVELS = np.arange(0, 1.1, 0.1)
+_EPSILON = 1e-10
+
+
+def road_gt_masks(gt_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(road, valid) masks of a KITTI Road gt image, by the devkit's rule road = B > 0, valid = R > 0.
+
+    Args:
+        gt_rgb: (H, W, 3) uint8 RGB. Black is "don't care"; blue is road outside the evaluation area.
+    Returns:
+        Two (H, W) bool arrays. Only valid pixels take part in the evaluation.
+    """
+    gt_rgb = np.asarray(gt_rgb)
+    if gt_rgb.ndim != 3 or gt_rgb.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) RGB gt image, got shape {gt_rgb.shape}")
+    return gt_rgb[..., 2] > 0, gt_rgb[..., 0] > 0
+
+
+def confidence_histograms(confidence_u8, road, valid) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of each 8-bit confidence over valid road and valid non-road pixels.
+
+    Args:
+        confidence_u8: (H, W) uint8, v / 255 is the confidence that the pixel is road.
+        road, valid: (H, W) bool masks from `road_gt_masks`.
+    Returns:
+        (pos_hist, neg_hist): two (256,) int64 arrays.
+    """
+    confidence_u8 = np.asarray(confidence_u8)
+    if confidence_u8.dtype != np.uint8:
+        raise ValueError(f"expected uint8 confidences, got {confidence_u8.dtype}")
+    if not confidence_u8.shape == np.shape(road) == np.shape(valid):
+        raise ValueError(
+            f"shapes differ: confidence {confidence_u8.shape}, road {np.shape(road)}, valid {np.shape(valid)}"
+        )
+    road, valid = np.asarray(road, bool), np.asarray(valid, bool)
+    pos_hist = np.bincount(confidence_u8[road & valid], minlength=256)
+    neg_hist = np.bincount(confidence_u8[~road & valid], minlength=256)
+    return pos_hist.astype(np.int64), neg_hist.astype(np.int64)
+
+
+def road_scores(pos_hist, neg_hist) -> dict:
+    """The devkit's scores (pxEval_maximizeFMeasure) from pooled confidence histograms.
+
+    Returns:
+        MaxF, AvgPrec, PRE_wp, REC_wp, FPR_wp, FNR_wp, BestThresh as fractions in [0, 1]; BestThresh_k, the
+        first k maximising F (predicted road iff v >= k); counts at k: totalPosNum, totalNegNum, TP_wp,
+        FP_wp, FN_wp, TN_wp.
+    """
+    pos_hist, neg_hist = _check_histogram(pos_hist, "pos_hist"), _check_histogram(neg_hist, "neg_hist")
+    total_pos, total_neg = int(pos_hist.sum()), int(neg_hist.sum())
+    if total_pos == 0:
+        raise ValueError("no valid road pixels: recall, and with it MaxF, is undefined")
+    fn, fp = _devkit_fn_fp(pos_hist, neg_hist)
+    tp, tn = total_pos - fn, total_neg - fp
+    recall = tp / float(total_pos)
+    precision = tp / (tp + fp + _EPSILON)
+    # Thresholds that find no road at all form a tail at high k, so indices below stay those of k.
+    found = ~((recall == 0) & (precision == 0))
+    recall, precision = recall[found], precision[found]
+    f_measure = 2.0 * (precision * recall) / (precision + recall + _EPSILON)
+    k = int(f_measure.argmax())
+    return {
+        "MaxF": float(f_measure[k]),
+        "AvgPrec": _average_precision(precision, recall),
+        **_working_point_rates(tp[k], tn[k], fp[k], fn[k]),
+        "BestThresh": float(_THRESHOLDS[k]),
+        "BestThresh_k": k,
+        "counts": {
+            "totalPosNum": total_pos,
+            "totalNegNum": total_neg,
+            "TP_wp": int(tp[k]),
+            "FP_wp": int(fp[k]),
+            "FN_wp": int(fn[k]),
+            "TN_wp": int(tn[k]),
+        },
+    }
+
+
+def evaluate_kitti_road(gt_dir, results_dir, categories=None, progress=False) -> dict[str, dict]:
+    """Score result maps against KITTI Road gt, like the devkit's `evaluateRoad.py <results> <training>`.
+
+    Each gt file `<category>_<id>.png` in gt_dir needs a result of the same name in results_dir: an 8-bit
+    single-channel PNG of the gt's size. A category without any result file is left out; a category with
+    only some of them raises ImageFileError listing the missing ones.
+
+    Returns:
+        {category: road_scores(...)} for the categories evaluated, in the order asked.
+    """
+    gt_dir, results_dir = Path(gt_dir), Path(results_dir)
+    categories = KITTI_ROAD_CATEGORIES if categories is None else tuple(categories)
+    unknown = sorted(set(categories) - set(KITTI_ROAD_CATEGORIES))
+    if unknown:
+        raise ValueError(f"unknown KITTI Road categories {unknown}; known: {list(KITTI_ROAD_CATEGORIES)}")
+    for folder in (gt_dir, results_dir):
+        if not folder.is_dir():
+            raise ValueError(f"{folder}: not a directory")
+    scores = {}
+    for category in categories:
+        pairs = _result_pairs(gt_dir, results_dir, category)
+        if pairs:
+            scores[category] = road_scores(*_pooled_histograms(pairs, category, progress))
+    if not scores:
+        raise ValueError(f"{results_dir}: no result file for any gt file of {list(categories)} in {gt_dir}")
+    return scores
+
+
+def road_percent_strings(category_scores: dict) -> dict[str, str]:
+    """The six numbers the devkit prints for one category: percent, "%4.2f"."""
+    # The devkit scales its float32 working-point values by 100 in float32, MaxF and AvgPrec in float64.
+    dtypes = {"MaxF": np.float64, "AvgPrec": np.float64}
+    return {
+        key: f"{float(dtypes.get(key, np.float32)(category_scores[key]) * 100):4.2f}"
+        for key in KITTI_ROAD_PRINTED
+    }
+
+
+def format_kitti_road_table(scores: dict[str, dict]) -> str:
+    """A plain-text table of `evaluate_kitti_road` scores, one row per category, in percent."""
+    lines = [
+        "KITTI Road, perspective view (percent)",
+        f"{'category':<10}" + "".join(f"{key:>9}" for key in KITTI_ROAD_PRINTED),
+    ]
+    for category, category_scores in scores.items():
+        printed = road_percent_strings(category_scores)
+        lines.append(f"{category:<10}" + "".join(f"{printed[key]:>9}" for key in KITTI_ROAD_PRINTED))
+    return "\n".join(lines)
+
+
+def _check_histogram(hist, name: str) -> np.ndarray:
+    hist = np.asarray(hist)
+    if hist.shape != (256,) or not np.issubdtype(hist.dtype, np.integer) or (hist < 0).any():
+        raise ValueError(f"{name}: expected 256 non-negative integer counts, got {hist.dtype} {hist.shape}")
+    return hist.astype(np.int64)
+
+
+def _devkit_fn_fp(pos_hist: np.ndarray, neg_hist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """FN[k] and FP[k] for the 256 thresholds, binned exactly as the devkit's evalExp bins its pixels."""
+    # Weighting each value's confidence by its pixel count is the devkit's histogram of all the pixels.
+    fn_hist = np.histogram(_CONFIDENCES, bins=_THRESHOLD_EDGES, weights=pos_hist)[0]
+    fp_hist = np.histogram(_CONFIDENCES, bins=_THRESHOLD_EDGES, weights=neg_hist)[0]
+    fn = np.cumsum(fn_hist)[0:256]
+    fp = np.flipud(np.cumsum(np.flipud(fp_hist)))[1:257]
+    return fn, fp
+
+
+def _average_precision(precision: np.ndarray, recall: np.ndarray) -> float:
+    # Recall 1 is always reached (at k = 0 everything is predicted road), so no level is empty.
+    best_precisions = [precision[recall >= level].max() for level in _RECALL_LEVELS]
+    return float(sum(best_precisions) / len(best_precisions))
+
+
+def _working_point_rates(tp, tn, fp, fn) -> dict[str, float]:
+    """The devkit's calcEvalMeasures: float32 ratios; FPR_wp is nan when there is no valid non-road pixel."""
+    tp, tn, fp, fn = (np.float32(count) for count in (tp, tn, fp, fn))
+    positives, negatives = tp + fn, tn + fp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rates = {
+            "PRE_wp": tp / (tp + fp),
+            "REC_wp": tp / positives,
+            "FPR_wp": fp / negatives,
+            "FNR_wp": fn / positives,
+        }
+    return {key: float(value) for key, value in rates.items()}
+
+
+def _result_pairs(gt_dir: Path, results_dir: Path, category: str) -> list[tuple[Path, Path]]:
+    """(gt, result) paths of one category; [] if no result exists for it."""
+    gt_paths = sorted(gt_dir.glob(f"{category}_*.png"))
+    pairs = [(gt_path, results_dir / gt_path.name) for gt_path in gt_paths]
+    missing = [result_path.name for _, result_path in pairs if not result_path.exists()]
+    if len(missing) == len(pairs):
+        return []
+    if missing:
+        raise imageio.ImageFileError(
+            f"{results_dir}: {category} has results for only {len(pairs) - len(missing)} of {len(pairs)} gt "
+            f"files; missing: {', '.join(missing)}"
+        )
+    return pairs
+
+
+def _pooled_histograms(pairs, category: str, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    pos_total, neg_total = np.zeros(256, np.int64), np.zeros(256, np.int64)
+    for gt_path, result_path in tqdm.tqdm(pairs, desc=category, unit="image", disable=not progress):
+        pos_hist, neg_hist = _image_histograms(gt_path, result_path)
+        pos_total += pos_hist
+        neg_total += neg_hist
+    return pos_total, neg_total
+
+
+def _image_histograms(gt_path: Path, result_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    road, valid = road_gt_masks(imageio.read_rgb(gt_path))
+    confidence = imageio.read_unchanged(result_path)
+    if confidence.ndim != 2 or confidence.dtype != np.uint8:
+        raise imageio.ImageFileError(
+            f"{result_path}: expected an 8-bit single-channel PNG, got {confidence.dtype} of shape {confidence.shape}"
+        )
+    if confidence.shape != road.shape:
+        raise imageio.ImageFileError(
+            f"{result_path}: size {confidence.shape[1]}x{confidence.shape[0]} (WxH) differs from its gt "
+            f"{gt_path.name}, {road.shape[1]}x{road.shape[0]}"
+        )
+    return confidence_histograms(confidence, road, valid)

@@ -1,0 +1,106 @@
+"""Figures: loss curves, overlays and sample grids, all saved through `save_figure`.
+
+Figures are built as `matplotlib.figure.Figure` objects (no pyplot state), so they work the same in
+notebooks, on the command line and on machines with no display.
+"""
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+IGNORE_ID = 255
+
+
+def save_figure(fig: Figure, name: str, figures_dir="figures", dpi: int = 110) -> Path:
+    """Write `fig` to <figures_dir>/<name>.png (via a temporary file, then rename) and return the path."""
+    path = Path(figures_dir) / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    os.replace(tmp, path)
+    return path
+
+
+def read_history(path) -> dict[str, list[float]]:
+    """Read a Keras CSVLogger file into {column: values}."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"{path}: history has no epochs")
+    return {key: [float(row[key]) for row in rows] for key in rows[0]}
+
+
+def plot_loss_curves(history, title: str = "Training") -> Figure:
+    """Loss (train and validation) and, beside it, the other metrics, per epoch.
+
+    Args:
+        history: a dict of per-epoch lists (Keras History.history) or the path of a history.csv.
+    """
+    if not isinstance(history, dict):
+        history = read_history(history)
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    metrics = sorted(k for k in history if not k.startswith("val_") and k not in ("loss", "epoch"))
+    fig = Figure(figsize=(11, 3.6))
+    axes = fig.subplots(1, 2)
+    for ax, keys, ylabel in ((axes[0], ["loss"], "loss"), (axes[1], metrics, "metric")):
+        for key in keys:
+            line = ax.plot(epochs, history[key], marker="o", ms=3, label=f"train {key}")[0]
+            if f"val_{key}" in history:
+                ax.plot(epochs, history[f"val_{key}"], ls="--", marker="o", ms=3, color=line.get_color(),
+                        label=f"validation {key}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    return fig
+
+
+def overlay(image: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: float = 0.5,
+            skip_ids=(0,)) -> np.ndarray:
+    """Blend class colours over an image.
+
+    Args:
+        image: (H, W, 3) uint8 RGB. labels: (H, W) int training ids (IGNORE_ID and `skip_ids` are left
+            unpainted, e.g. "not road"). palette: (C, 3) uint8 RGB.
+    Returns:
+        (H, W, 3) uint8 RGB.
+    """
+    if labels.shape != image.shape[:2]:
+        raise ValueError(f"labels {labels.shape} and image {image.shape[:2]} differ in size")
+    painted = (labels != IGNORE_ID) & ~np.isin(labels, skip_ids)
+    colours = palette[np.where(painted, labels, 0)].astype(np.float32)
+    blended = image.astype(np.float32)
+    blended[painted] = (1 - alpha) * blended[painted] + alpha * colours[painted]
+    return np.round(blended).astype(np.uint8)
+
+
+def colorize(labels: np.ndarray, palette: np.ndarray, ignore_colour=(255, 255, 255)) -> np.ndarray:
+    """(H, W) ids -> (H, W, 3) uint8 colours; IGNORE_ID gets `ignore_colour`."""
+    table = np.zeros((256, 3), dtype=np.uint8)
+    table[: len(palette)] = palette
+    table[IGNORE_ID] = ignore_colour
+    return table[labels.astype(np.uint8)]
+
+
+def plot_image_grid(rows: list[list[np.ndarray]], column_titles: list[str], row_titles=None,
+                    width: float = 12.0) -> Figure:
+    """A grid of RGB images: one row per sample, one column per view (image, truth, prediction, ...)."""
+    n_rows, n_cols = len(rows), len(column_titles)
+    height, width_px = rows[0][0].shape[:2]
+    fig = Figure(figsize=(width, width / n_cols * height / width_px * n_rows + 0.6))
+    axes = np.atleast_2d(fig.subplots(n_rows, n_cols, squeeze=False))
+    for r, row in enumerate(rows):
+        for c, picture in enumerate(row):
+            axes[r, c].imshow(picture)
+            axes[r, c].set_xticks([])
+            axes[r, c].set_yticks([])
+            if r == 0:
+                axes[r, c].set_title(column_titles[c], fontsize=9)
+        if row_titles:
+            axes[r, 0].set_ylabel(row_titles[r], fontsize=8)
+    fig.tight_layout()
+    return fig
