@@ -18,7 +18,7 @@ from pathlib import Path
 import keras
 
 from fcn.data import get_dataset
-from fcn.data.pipeline import NO_AUGMENTATION, Augmentation, make_dataset
+from fcn.data.pipeline import Augmentation, make_dataset
 from fcn.imageio import write_bytes_atomic
 from fcn.losses import MaskedSparseCrossEntropy, PixelAccuracy
 from fcn.model import build_fcn8

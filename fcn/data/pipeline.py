@@ -30,8 +30,6 @@ class Augmentation:
     hue: float = 0.03
 
 
-NO_AUGMENTATION = Augmentation(flip=False, min_crop_fraction=1.0, brightness=0, contrast=0, saturation=0, hue=0)
-
 
 def load_pair(image_path, label_path, read_label: Callable) -> tuple[np.ndarray, np.ndarray]:
     """Decode one image and its label map, checking that their sizes agree (errors name the files)."""
