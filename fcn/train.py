@@ -118,8 +118,11 @@ def make_callbacks(run_dir: Path) -> list:
     ]
 
 
-def train(config: TrainConfig, verbose: int | str = "auto"):
-    """Train FCN-8 as configured. Returns (model, history dict of per-epoch lists)."""
+def train(config: TrainConfig, verbose: int | str = "auto", extra_callbacks=()):
+    """Train FCN-8 as configured. Returns (model, history dict of per-epoch lists).
+
+    Rerunning an interrupted run with the same run_dir resumes from its last finished epoch.
+    """
     run_dir = Path(config.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     config.save(run_dir / "config.json")
@@ -130,7 +133,7 @@ def train(config: TrainConfig, verbose: int | str = "auto"):
         model = build_fcn8(info.num_classes, encoder=config.encoder, weights=config.weights)
         compile_model(model, config, info.num_classes)
         history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
-                            callbacks=make_callbacks(run_dir), verbose=verbose,
+                            callbacks=make_callbacks(run_dir) + list(extra_callbacks), verbose=verbose,
                             shuffle=False)  # the tf.data pipeline shuffles itself
     save_model(model, run_dir / "final.keras")
     return model, history.history
