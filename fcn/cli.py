@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 # Keep TensorFlow's C++ start-up chatter out of command output (set before TensorFlow is imported).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -40,6 +41,8 @@ def _add_train(sub):
     p.add_argument("--val-fraction", type=float)
     p.add_argument("--max-train-images", type=int)
     p.add_argument("--max-val-images", type=int)
+    p.add_argument("--exclude-frames-in", metavar="DIR",
+                   help="keep frames whose file names appear in DIR (e.g. a held-out test copy) out of the run")
     p.add_argument("--no-augment", dest="augment", action="store_false", default=None)
     p.add_argument("--mixed-precision", action="store_true", default=None, help="float16 compute (GPU)")
     p.add_argument("--jit-compile", action="store_true", default=None, help="XLA compilation")
@@ -96,6 +99,10 @@ def run_train(args) -> None:
         "dataset", "data_dir", "run_dir", "epochs", "image_size", "batch_size", "learning_rate", "encoder",
         "val_fraction", "max_train_images", "max_val_images", "augment", "mixed_precision", "jit_compile", "seed",
     ) if getattr(args, key) is not None}
+    if args.exclude_frames_in:
+        overrides["exclude_frames"] = sorted(p.name for p in Path(args.exclude_frames_in).glob("*.png"))
+        if not overrides["exclude_frames"]:
+            raise FileNotFoundError(f"{args.exclude_frames_in}: no .png frames to exclude")
     if args.weights is not None:
         overrides["weights"] = None if args.weights.lower() == "none" else args.weights
     config = fast_config(**overrides) if args.fast else TrainConfig(**overrides)

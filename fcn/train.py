@@ -44,6 +44,8 @@ class TrainConfig:
     augment: bool = True
     max_train_images: int | None = None
     max_val_images: int | None = None
+    # Frame file names (e.g. "um_000000.png") kept out of training and validation, e.g. a held-out test copy.
+    exclude_frames: list[str] = field(default_factory=list)
     mixed_precision: bool = False
     jit_compile: bool = False
     notes: dict = field(default_factory=dict)
@@ -84,6 +86,9 @@ def build_datasets(config: TrainConfig):
     """(train_ds, val_ds, train_samples, val_samples) for a config."""
     info = get_dataset(config.dataset)
     train, val = info.list_train_val(config.data_dir, config.val_fraction, config.seed)
+    excluded = set(config.exclude_frames)
+    train = [s for s in train if s.image.name not in excluded]
+    val = [s for s in val if s.image.name not in excluded]
     train, val = train[: config.max_train_images], val[: config.max_val_images]
     if not train or not val:
         raise ValueError(f"{config.data_dir}: need training and validation images, got {len(train)} and {len(val)}")

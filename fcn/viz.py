@@ -5,11 +5,13 @@ notebooks, on the command line and on machines with no display.
 """
 
 import csv
-import os
+import io
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+
+from fcn.imageio import write_bytes_atomic
 
 IGNORE_ID = 255
 
@@ -18,9 +20,9 @@ def save_figure(fig: Figure, name: str, figures_dir="figures", dpi: int = 110) -
     """Write `fig` to <figures_dir>/<name>.png (via a temporary file, then rename) and return the path."""
     path = Path(figures_dir) / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    write_bytes_atomic(path, buffer.getvalue())
     return path
 
 
@@ -30,7 +32,8 @@ def read_history(path) -> dict[str, list[float]]:
         rows = list(csv.DictReader(f))
     if not rows:
         raise ValueError(f"{path}: history has no epochs")
-    return {key: [float(row[key]) for row in rows] for key in rows[0]}
+    # CSVLogger writes "NA" for epochs without validation; those become gaps (NaN) in the curves.
+    return {key: [float("nan") if row[key] in ("NA", "") else float(row[key]) for row in rows] for key in rows[0]}
 
 
 def plot_loss_curves(history, title: str = "Training") -> Figure:
@@ -54,7 +57,8 @@ def plot_loss_curves(history, title: str = "Training") -> Figure:
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.lines:
+            ax.legend(fontsize=8)
     fig.suptitle(title)
     return fig
 
@@ -80,6 +84,10 @@ def overlay(image: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: f
 
 def colorize(labels: np.ndarray, palette: np.ndarray, ignore_colour=(255, 255, 255)) -> np.ndarray:
     """(H, W) ids -> (H, W, 3) uint8 colours; IGNORE_ID gets `ignore_colour`."""
+    labels = np.asarray(labels)
+    known = ((labels >= 0) & (labels < len(palette))) | (labels == IGNORE_ID)
+    if not known.all():
+        raise ValueError(f"labels outside [0, {len(palette)}) and not {IGNORE_ID}: {np.unique(labels[~known])[:5]}")
     table = np.zeros((256, 3), dtype=np.uint8)
     table[: len(palette)] = palette
     table[IGNORE_ID] = ignore_colour
