@@ -34,7 +34,7 @@ def prepare_synthetic_kitti_road(out_dir="data/synthetic") -> Path:
 def run_demo(data_dir=None, run_dir="runs/demo", figures_dir="figures/demo", epochs=None) -> dict:
     """Train, evaluate on the validation split and save loss curves and overlays. Returns the scores."""
     data_dir = Path(data_dir) if data_dir else prepare_synthetic_kitti_road()
-    print(f"data: {data_dir}" + (" (synthetic)" if (data_dir.parent / "SYNTHETIC.md").exists() else ""))
+    print(f"data: {data_dir}" + (" (synthetic)" if (data_dir / "SYNTHETIC.md").exists() else ""))
     config = fast_config(data_dir=str(data_dir), run_dir=str(run_dir), image_size=DEMO_IMAGE_SIZE,
                          batch_size=4, epochs=epochs or DEMO_EPOCHS, max_train_images=None, max_val_images=None)
     model, history = train(config, verbose=2)
