@@ -15,11 +15,11 @@ from fcn.data import kitti_road, synthetic
 from fcn.imageio import read_rgb, write_bytes_atomic
 from fcn.train import fast_config, train
 
-# 20 synthetic frames per category at half KITTI resolution: 48 train, 12 validation.
-DEMO_IMAGES_PER_CATEGORY = 20
+# 30 synthetic frames per category at half KITTI resolution: 72 train, 18 validation.
+DEMO_IMAGES_PER_CATEGORY = 30
 DEMO_SCALE = 0.5
 DEMO_IMAGE_SIZE = (96, 320)
-DEMO_EPOCHS = 12
+DEMO_EPOCHS = 25
 
 
 def prepare_synthetic_kitti_road(out_dir="data/synthetic") -> Path:
