@@ -34,23 +34,23 @@ def read_png_size(path) -> tuple[int, int]:
     return height, width
 
 
-def read_rgb(path) -> np.ndarray:
-    """Decode a colour image. Returns (H, W, 3) uint8 RGB."""
+def _decode(path, flags) -> np.ndarray:
     path = Path(path)
     _check_file(path)
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    image = cv2.imread(str(path), flags)
     if image is None:
         raise ImageFileError(f"{path}: cannot decode image (corrupt or unsupported format)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image
+
+
+def read_rgb(path) -> np.ndarray:
+    """Decode a colour image. Returns (H, W, 3) uint8 RGB."""
+    return cv2.cvtColor(_decode(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 def read_unchanged(path) -> np.ndarray:
     """Decode an image keeping its channels and bit depth (label maps: (H, W) uint8 or uint16)."""
-    path = Path(path)
-    _check_file(path)
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise ImageFileError(f"{path}: cannot decode image (corrupt or unsupported format)")
+    image = _decode(path, cv2.IMREAD_UNCHANGED)
     if image.ndim == 3:
         # OpenCV decodes colour as BGR(A); callers always get RGB.
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)

@@ -1,0 +1,42 @@
+"""Image files: colour order, bit depth, atomic writes, and errors that name the file."""
+
+import numpy as np
+import pytest
+
+from fcn.imageio import ImageFileError, read_png_size, read_rgb, read_unchanged, write_png
+
+
+def test_rgb_round_trip_keeps_channel_order(tmp_path):
+    image = np.zeros((4, 5, 3), np.uint8)
+    image[..., 0] = 200  # red
+    path = write_png(tmp_path / "sub" / "red.png", image)
+    np.testing.assert_array_equal(read_rgb(path), image)
+    np.testing.assert_array_equal(read_unchanged(path), image)
+    assert read_png_size(path) == (4, 5)
+
+
+def test_sixteen_bit_labels_round_trip(tmp_path):
+    labels = np.arange(12, dtype=np.uint16).reshape(3, 4) * 1000
+    out = read_unchanged(write_png(tmp_path / "ids.png", labels))
+    assert out.dtype == np.uint16
+    np.testing.assert_array_equal(out, labels)
+
+
+def test_overwrite_leaves_no_temporary_files(tmp_path):
+    write_png(tmp_path / "a.png", np.zeros((2, 2), np.uint8))
+    write_png(tmp_path / "a.png", np.full((2, 2), 7, np.uint8))
+    assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
+    assert read_unchanged(tmp_path / "a.png")[0, 0] == 7
+
+
+def test_errors_name_the_file(tmp_path):
+    with pytest.raises(ImageFileError, match=r"missing\.png: file not found"):
+        read_rgb(tmp_path / "missing.png")
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ImageFileError, match=r"empty\.png: file is empty"):
+        read_png_size(tmp_path / "empty.png")
+    (tmp_path / "text.png").write_text("hello, not an image at all")
+    with pytest.raises(ImageFileError, match=r"text\.png: not a PNG"):
+        read_png_size(tmp_path / "text.png")
+    with pytest.raises(ImageFileError, match=r"text\.png: cannot decode"):
+        read_unchanged(tmp_path / "text.png")
