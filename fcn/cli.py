@@ -43,6 +43,8 @@ def _add_train(sub):
     p.add_argument("--max-val-images", type=int)
     p.add_argument("--exclude-frames-in", metavar="DIR",
                    help="keep frames whose file names appear in DIR (e.g. a held-out test copy) out of the run")
+    p.add_argument("--class-balancing", action="store_true", default=None,
+                   help="median-frequency class weights as per-pixel sample weights")
     p.add_argument("--no-augment", dest="augment", action="store_false", default=None)
     p.add_argument("--mixed-precision", action="store_true", default=None, help="float16 compute (GPU)")
     p.add_argument("--jit-compile", action="store_true", default=None, help="XLA compilation")
@@ -97,7 +99,7 @@ def run_train(args) -> None:
 
     overrides = {key: getattr(args, key) for key in (
         "dataset", "data_dir", "run_dir", "epochs", "image_size", "batch_size", "learning_rate", "encoder",
-        "val_fraction", "max_train_images", "max_val_images", "augment", "mixed_precision", "jit_compile", "seed",
+        "val_fraction", "max_train_images", "max_val_images", "augment", "class_balancing", "mixed_precision", "jit_compile", "seed",
     ) if getattr(args, key) is not None}
     if args.exclude_frames_in:
         overrides["exclude_frames"] = sorted(p.name for p in Path(args.exclude_frames_in).glob("*.png"))

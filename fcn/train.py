@@ -18,6 +18,7 @@ from pathlib import Path
 import keras
 
 from fcn.data import get_dataset
+from fcn.data.class_weights import cached_median_frequency_weights
 from fcn.data.pipeline import Augmentation, make_dataset
 from fcn.imageio import write_bytes_atomic
 from fcn.losses import MaskedSparseCrossEntropy, PixelAccuracy
@@ -42,6 +43,8 @@ class TrainConfig:
     val_fraction: float = 0.2
     seed: int = 0
     augment: bool = True
+    # Median-frequency class balancing through per-pixel sample weights (for many-class datasets).
+    class_balancing: bool = False
     max_train_images: int | None = None
     max_val_images: int | None = None
     # Frame file names (e.g. "um_000000.png") kept out of training and validation, e.g. a held-out test copy.
@@ -93,8 +96,14 @@ def build_datasets(config: TrainConfig):
     if not train or not val:
         raise ValueError(f"{config.data_dir}: need training and validation images, got {len(train)} and {len(val)}")
     augmentation = Augmentation() if config.augment else None
+    weights = None
+    if config.class_balancing:
+        # Cached beside the runs (never inside the dataset folder), keyed by the list of training files.
+        weights = cached_median_frequency_weights([s.label for s in train], info.read_label, info.num_classes,
+                                                  Path(config.run_dir).parent / ".cache")
     train_ds = make_dataset([s.image for s in train], [s.label for s in train], info.read_label,
-                            config.image_size, config.batch_size, augmentation, shuffle=True, seed=config.seed)
+                            config.image_size, config.batch_size, augmentation, shuffle=True, seed=config.seed,
+                            class_weights=weights)
     val_ds = make_dataset([s.image for s in val], [s.label for s in val], info.read_label,
                           config.image_size, config.batch_size, None)
     return train_ds, val_ds, train, val

@@ -115,8 +115,8 @@ def test_interrupted_run_resumes_where_it_stopped(kitti_road_half_root, tmp_path
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1, 2]
 
 
-@pytest.mark.parametrize("option", ["mixed_precision", "jit_compile"])
-def test_gpu_code_paths_run_on_cpu(kitti_road_half_root, tmp_path, option):
+@pytest.mark.parametrize("option", ["mixed_precision", "jit_compile", "class_balancing"])
+def test_training_options_run_on_cpu(kitti_road_half_root, tmp_path, option):
     config = fast_config(data_dir=str(kitti_road_half_root), run_dir=str(tmp_path / option), epochs=1,
                          image_size=(32, 96), max_train_images=4, max_val_images=2, **{option: True})
     model, history = train(config, verbose=0)
@@ -125,3 +125,5 @@ def test_gpu_code_paths_run_on_cpu(kitti_road_half_root, tmp_path, option):
     if option == "mixed_precision":
         assert model.get_layer("fc6").compute_dtype == "float16"
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    if option == "class_balancing":
+        assert len(list((tmp_path / ".cache").glob("class_weights_2_*.json"))) == 1

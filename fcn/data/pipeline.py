@@ -110,8 +110,12 @@ def make_dataset(
     augmentation: Augmentation | None = None,
     shuffle: bool = False,
     seed: int = 0,
+    class_weights=None,
 ) -> tf.data.Dataset:
     """Batches of (images (B, H, W, 3) float32 in [0, 255], labels (B, H, W) int32, 255 = ignore).
+
+    With `class_weights` ((C,) floats) each batch also carries per-pixel sample weights (B, H, W):
+    the weight of the pixel's class, 0 for ignore pixels.
 
     Augmentation and shuffling are seeded: the same seed gives the same batches. With shuffle=True the
     order (and the augmentation draws) change every epoch.
@@ -131,4 +135,18 @@ def make_dataset(
         )
     pairs = pairs.map(lambda image, label: resize_pair(image, label, image_size), num_parallel_calls=AUTOTUNE)
     pairs = pairs.map(lambda image, label: (image, tf.cast(label, tf.int32)))
+    if class_weights is not None:
+        pairs = pairs.map(_pixel_weights_fn(class_weights), num_parallel_calls=AUTOTUNE)
     return pairs.batch(batch_size).prefetch(AUTOTUNE)
+
+
+def _pixel_weights_fn(class_weights):
+    # A 256-entry table, so the ignore id (and any unused id) looks up weight 0.
+    table = np.zeros(256, np.float32)
+    table[: len(class_weights)] = class_weights
+    table = tf.constant(table)
+
+    def add_weights(image, label):
+        return image, label, tf.gather(table, label)
+
+    return add_weights
