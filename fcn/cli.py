@@ -68,11 +68,21 @@ def _add_evaluate(sub):
     road.add_argument("--gt-dir", required=True, help=".../data_road/training/gt_image_2")
     road.add_argument("--results-dir", required=True, help="8-bit confidence PNGs named like the gt files")
     road.add_argument("--json", action="store_true", help="print JSON (fractions) instead of a table")
+    seg = kinds.add_parser("segmentation", help="per-class IoU, mean IoU and pixel accuracy of a model")
+    seg.add_argument("--dataset", required=True)
+    seg.add_argument("--data-dir", required=True)
+    seg.add_argument("--split", default="val", choices=["train", "val"])
+    seg.add_argument("--model", required=True, help="a .keras file written by `fcn train`")
+    seg.add_argument("--image-size", type=parse_image_size, help="default: the training size of the run")
+    seg.add_argument("--val-fraction", type=float, default=0.2, help="for datasets without an official split")
+    seg.add_argument("--seed", type=int, default=0)
+    seg.add_argument("--json", action="store_true", help="print JSON (fractions) instead of a table")
 
 
 def _add_synth(sub):
     p = sub.add_parser("synth", help="write a synthetic street-scene dataset in a real on-disk layout")
-    p.add_argument("--dataset", default="kitti_road", choices=["kitti_road", "camvid", "cvc_kitti"])
+    p.add_argument("--dataset", default="kitti_road",
+                   choices=["kitti_road", "camvid", "cvc_kitti", "cityscapes", "kitti_semantics"])
     p.add_argument("--out-dir", required=True)
     p.add_argument("--seed", type=int, default=0)
 
@@ -123,6 +133,8 @@ def run_predict(args) -> None:
 
 
 def run_evaluate(args) -> None:
+    if args.kind == "segmentation":
+        return run_evaluate_segmentation(args)
     from fcn import metrics
 
     scores = metrics.evaluate_kitti_road(args.gt_dir, args.results_dir, progress=not args.json)
@@ -133,6 +145,26 @@ def run_evaluate(args) -> None:
         print(json.dumps({c: {k: s[k] for k in keys} for c, s in scores.items()}, indent=2))
     else:
         print(metrics.format_kitti_road_table(scores))
+
+
+def run_evaluate_segmentation(args) -> None:
+    from fcn import metrics, predict
+    from fcn.data import get_dataset
+
+    info = get_dataset(args.dataset)
+    train, val = info.list_train_val(args.data_dir, args.val_fraction, args.seed)
+    model = predict.load_model(args.model)
+    image_size = args.image_size or predict.run_image_size(args.model)
+    scores = predict.evaluate_segmentation(model, train if args.split == "train" else val, info, image_size,
+                                           progress=not args.json)
+    print(json.dumps(_nan_to_none(scores), indent=2) if args.json else metrics.format_segmentation_table(scores))
+
+
+def _nan_to_none(value):
+    # Classes absent from both truth and prediction have IoU NaN; strict JSON spells that null.
+    if isinstance(value, dict):
+        return {key: _nan_to_none(v) for key, v in value.items()}
+    return None if isinstance(value, float) and value != value else value
 
 
 def run_synth(args) -> None:

@@ -6,6 +6,7 @@ import numpy as np
 import tqdm
 
 from fcn import imageio
+from fcn.data import cityscapes_labels
 
 # ---------------------------------------------------------------------------------------------------------
 # KITTI Road: the official devkit's pixel evaluation in perspective view
@@ -226,3 +227,193 @@ def _image_histograms(gt_path: Path, result_path: Path) -> tuple[np.ndarray, np.
             f"{gt_path.name}, {road.shape[1]}x{road.shape[0]}"
         )
     return confidence_histograms(confidence, road, valid)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Multi-class segmentation: confusion matrix and the scores derived from it (IoU as in the official Cityscapes
+# script, cityscapesscripts/evaluation/evalPixelLevelSemanticLabeling.py; pixel accuracy, mean accuracy and
+# frequency-weighted IoU as in Long et al., FCN, CVPR 2015). Labels and predictions are training ids.
+# ---------------------------------------------------------------------------------------------------------
+
+# The 7 Cityscapes categories that contain evaluated classes ("void" has none), in the official order, and
+# the category index of each of the 19 training ids, both from the one label table of the project.
+CITYSCAPES_CATEGORIES = cityscapes_labels.CATEGORIES
+CITYSCAPES_CATEGORY_OF_TRAIN_ID = tuple(
+    int(category)
+    for category in cityscapes_labels.train_ids_to_categories(np.arange(cityscapes_labels.NUM_CLASSES))
+)
+
+
+def confusion_matrix(labels, predictions, num_classes: int, ignore_id: int | None = 255) -> np.ndarray:
+    """Pixel counts of (ground truth, prediction) pairs, skipping pixels whose label is ignore_id.
+
+    Args:
+        labels: integer array, values in [0, num_classes) or ignore_id.
+        predictions: integer array of the same shape, values in [0, num_classes) everywhere.
+        ignore_id: label value to skip (None: none); must lie outside [0, num_classes).
+    Returns:
+        (C, C) int64, rows = ground truth, columns = prediction.
+    """
+    labels, predictions = _check_label_arrays(labels, predictions, num_classes, ignore_id)
+    if ignore_id is not None:
+        keep = labels != ignore_id
+        labels, predictions = labels[keep], predictions[keep]
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels outside [0, {num_classes}) that are not ignore_id={ignore_id}")
+    pairs = labels.astype(np.int64) * num_classes + predictions.astype(np.int64)
+    counts = np.bincount(pairs.ravel(), minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes).astype(np.int64)
+
+
+class ConfusionMatrix:
+    """Accumulates `confusion_matrix` over images; `scores()` gives `segmentation_scores` of the total."""
+
+    def __init__(self, num_classes: int, class_names=None, ignore_id: int | None = 255):
+        self.class_names = _class_names(class_names, num_classes)
+        self.ignore_id = ignore_id
+        self._matrix = np.zeros((num_classes, num_classes), np.int64)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """(C, C) int64 counts so far (a copy), rows = ground truth, columns = prediction."""
+        return self._matrix.copy()
+
+    def update(self, labels, predictions) -> None:
+        """Add one image (or batch) of training-id labels and predictions."""
+        self._matrix += confusion_matrix(labels, predictions, self.num_classes, self.ignore_id)
+
+    def reset(self) -> None:
+        self._matrix[:] = 0
+
+    def scores(self) -> dict:
+        return segmentation_scores(self._matrix, self.class_names)
+
+
+def segmentation_scores(matrix, class_names=None) -> dict:
+    """IoU and accuracies of a confusion matrix (rows = ground truth, columns = prediction).
+
+    A class absent from both ground truth and prediction has IoU NaN and is left out of the mean, like the
+    official Cityscapes script; a class only predicted has IoU 0 and counts. Accuracy is per-class recall.
+    Returns:
+        plain floats: class_iou and class_accuracy ({class name: value}), mean_iou, mean_accuracy,
+        pixel_accuracy, frequency_weighted_iou; and num_pixels (int).
+    """
+    matrix = _check_matrix(matrix)
+    names = _class_names(class_names, len(matrix))
+    true_positives = np.diag(matrix).astype(np.float64)
+    gt_pixels, predicted_pixels = matrix.sum(axis=1), matrix.sum(axis=0)
+    iou = _divide(true_positives, gt_pixels + predicted_pixels - true_positives)
+    accuracy = _divide(true_positives, gt_pixels)
+    total = int(matrix.sum())
+    present = gt_pixels > 0  # a present class has a union > 0, so its IoU is a number
+    return {
+        "class_iou": dict(zip(names, map(float, iou), strict=True)),
+        "class_accuracy": dict(zip(names, map(float, accuracy), strict=True)),
+        "mean_iou": _nanmean(iou),
+        "mean_accuracy": _nanmean(accuracy),
+        "pixel_accuracy": float(np.trace(matrix) / total) if total else float("nan"),
+        "frequency_weighted_iou": float(np.sum(gt_pixels[present] * iou[present]) / total)
+        if total
+        else float("nan"),
+        "num_pixels": total,
+    }
+
+
+def category_confusion(matrix, category_of_class, num_categories: int | None = None) -> np.ndarray:
+    """Confusion matrix of categories: the sum of each (category, category) block of a class matrix.
+
+    Args:
+        matrix: (C, C) class confusion matrix.
+        category_of_class: C category indices, e.g. CITYSCAPES_CATEGORY_OF_TRAIN_ID.
+        num_categories: K; default max(category_of_class) + 1.
+    Returns:
+        (K, K) int64.
+    """
+    matrix = _check_matrix(matrix)
+    category_of_class = np.asarray(category_of_class)
+    if category_of_class.shape != (len(matrix),) or not np.issubdtype(category_of_class.dtype, np.integer):
+        raise ValueError(f"expected {len(matrix)} integer category indices, got {category_of_class!r}")
+    if num_categories is None:
+        num_categories = int(category_of_class.max()) + 1
+    if category_of_class.min() < 0 or category_of_class.max() >= num_categories:
+        raise ValueError(f"category indices outside [0, {num_categories}): {category_of_class.tolist()}")
+    membership = np.eye(num_categories, dtype=np.int64)[category_of_class]  # (C, K) one-hot
+    return membership.T @ matrix @ membership
+
+
+def format_segmentation_table(scores: dict) -> str:
+    """A plain-text table of `segmentation_scores`: IoU and accuracy per class, then the summary, in percent."""
+    names = list(scores["class_iou"])
+    width = max(24, *(len(name) + 2 for name in names))
+    lines = [f"{'class':<{width}}{'IoU %':>9}{'acc %':>9}"]
+    for name in names:
+        lines.append(
+            f"{name:<{width}}{_percent(scores['class_iou'][name])}{_percent(scores['class_accuracy'][name])}"
+        )
+    lines.append("-" * (width + 18))
+    summary = {
+        "mean IoU": "mean_iou",
+        "mean accuracy": "mean_accuracy",
+        "pixel accuracy": "pixel_accuracy",
+        "frequency-weighted IoU": "frequency_weighted_iou",
+    }
+    lines += [f"{label:<{width}}{_percent(scores[key])}" for label, key in summary.items()]
+    return "\n".join(lines)
+
+
+def _check_label_arrays(labels, predictions, num_classes: int, ignore_id) -> tuple[np.ndarray, np.ndarray]:
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int | np.integer) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+    if ignore_id is not None and 0 <= ignore_id < num_classes:
+        raise ValueError(f"ignore_id={ignore_id} is a class id; it must lie outside [0, {num_classes})")
+    if labels.shape != predictions.shape:
+        raise ValueError(f"shapes differ: labels {labels.shape}, predictions {predictions.shape}")
+    for name, array in (("labels", labels), ("predictions", predictions)):
+        if not np.issubdtype(array.dtype, np.integer):
+            raise ValueError(f"{name} must hold integer class ids, got dtype {array.dtype}")
+    if predictions.size and (predictions.min() < 0 or predictions.max() >= num_classes):
+        raise ValueError(
+            f"predictions outside [0, {num_classes}): min {predictions.min()}, max {predictions.max()}"
+        )
+    return labels, predictions
+
+
+def _check_matrix(matrix) -> np.ndarray:
+    matrix = np.asarray(matrix)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or not np.issubdtype(matrix.dtype, np.integer):
+        raise ValueError(f"expected a square integer confusion matrix, got {matrix.dtype} {matrix.shape}")
+    if (matrix < 0).any():
+        raise ValueError("confusion matrix has negative counts")
+    return matrix.astype(np.int64)
+
+
+def _class_names(class_names, num_classes: int) -> tuple[str, ...]:
+    if class_names is None:
+        return tuple(str(index) for index in range(num_classes))
+    class_names = tuple(class_names)
+    if len(class_names) != num_classes:
+        raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
+    return class_names
+
+
+def _divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, NaN where the denominator is 0 (without a warning)."""
+    result = np.full(numerator.shape, np.nan)
+    defined = denominator > 0
+    result[defined] = numerator[defined] / denominator[defined]
+    return result
+
+
+def _nanmean(values: np.ndarray) -> float:
+    """Mean over the defined values, NaN (without a warning) when there is none."""
+    defined = values[~np.isnan(values)]
+    return float(defined.mean()) if defined.size else float("nan")
+
+
+def _percent(value: float) -> str:
+    return f"{'n/a':>9}" if np.isnan(value) else f"{100 * value:9.2f}"

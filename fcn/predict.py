@@ -102,3 +102,16 @@ def evaluate_road(model, samples, image_size=None, progress=False) -> dict[str, 
         total = histograms.setdefault(f"{sample.category}_road", [0, 0])
         total[0], total[1] = total[0] + pos, total[1] + neg
     return {category: metrics.road_scores(pos, neg) for category, (pos, neg) in sorted(histograms.items())}
+
+
+def evaluate_segmentation(model, samples, info, image_size=None, progress=False) -> dict:
+    """Per-class IoU, mean IoU and pixel accuracy of a model over labelled samples, at full resolution.
+
+    Args:
+        info: the dataset's DatasetInfo (label reader, class names).
+    """
+    confusion = metrics.ConfusionMatrix(info.num_classes)
+    for sample in tqdm(samples, desc="evaluate", disable=not progress):
+        probabilities = predict_probabilities(model, read_rgb(sample.image), image_size)
+        confusion.update(info.read_label(sample.label), probabilities.argmax(-1))
+    return metrics.segmentation_scores(confusion.matrix, info.class_names)

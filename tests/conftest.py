@@ -42,3 +42,33 @@ def kitti_road_half_root(shared_data) -> Path:
 def kitti_road_oracles() -> Path:
     """Expected scores of the official KITTI road devkit for three sets of result maps."""
     return _require(ORACLES / "kitti_road")
+
+
+@pytest.fixture(scope="session")
+def camvid_root(shared_data) -> Path:
+    """CamVid, SegNet layout: train + val with annotations and list files."""
+    return _require(shared_data / "camvid")
+
+
+@pytest.fixture(scope="session")
+def kitti_semantics_root(shared_data) -> Path:
+    """KITTI semantics, first 100 training frames at half resolution (folder holding training/)."""
+    return _require(shared_data / "kitti_semantics")
+
+
+@pytest.fixture(scope="session")
+def kitti_semantics_full_root(shared_data) -> Path:
+    """KITTI semantics, 4 training frames at full resolution (folder holding training/)."""
+    return _require(shared_data / "kitti_semantics_full")
+
+
+@pytest.fixture(scope="session")
+def cityscapes_root(shared_data) -> Path:
+    """Cityscapes, official layout: 8 train frames with images, 15 val label maps without images."""
+    return _require(shared_data / "cityscapes")
+
+
+@pytest.fixture(scope="session")
+def cityscapes_tiny_root(shared_data) -> Path:
+    """One 256x128 pseudo-Cityscapes val frame with labelIds, labelTrainIds and instanceIds."""
+    return _require(shared_data / "cityscapes_tiny")

@@ -1,7 +1,9 @@
 """Synthetic street scenes (fcn/data/synthetic.py): the scenes, and the files in each dataset's real format."""
 
 import re
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -12,6 +14,8 @@ ROAD, VOID = synthetic.CAMVID_CLASSES.index("Road"), synthetic.VOID
 KITTI = {"images_per_category": 8, "test_images_per_category": 2, "scale": 0.2, "seed": 3}
 CAMVID = {"train": 3, "val": 2, "test": 2, "height": 48, "width": 64, "seed": 1}
 CVC = {"train": 3, "val": 2, "height": 60, "width": 200, "seed": 2}
+CITYSCAPES = {"train": 3, "val": 2, "height": 64, "width": 128, "seed": 5, "city_val": "synthburg"}
+SEMANTICS = {"train": 4, "test": 2, "scale": 0.2, "seed": 6}
 GT_MAGENTA, GT_RED, GT_BLACK, GT_BLUE = (255, 0, 255), (255, 0, 0), (0, 0, 0), (0, 0, 255)
 HALF_KITTI = (187, 621)
 
@@ -29,6 +33,16 @@ def camvid_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cvc_root(tmp_path_factory):
     return synthetic.write_cvc_kitti(tmp_path_factory.mktemp("cvc"), **CVC)
+
+
+@pytest.fixture(scope="module")
+def cityscapes_root(tmp_path_factory):
+    return synthetic.write_cityscapes(tmp_path_factory.mktemp("cityscapes"), **CITYSCAPES)
+
+
+@pytest.fixture(scope="module")
+def semantics_root(tmp_path_factory):
+    return synthetic.write_kitti_semantics(tmp_path_factory.mktemp("semantics"), **SEMANTICS)
 
 
 @pytest.fixture(scope="module")
@@ -184,8 +198,14 @@ def test_kitti_writer_is_deterministic_and_frames_do_not_depend_on_the_count(tmp
         assert (fewer / name).read_bytes() == (a / name).read_bytes(), name
 
 
-def test_every_root_is_labelled_synthetic(kitti_root, camvid_root, cvc_root):
-    for root, seed in ((kitti_root, KITTI["seed"]), (camvid_root, CAMVID["seed"]), (cvc_root, CVC["seed"])):
+def test_every_root_is_labelled_synthetic(kitti_root, camvid_root, cvc_root, cityscapes_root, semantics_root):
+    for root, seed in (
+        (kitti_root, KITTI["seed"]),
+        (camvid_root, CAMVID["seed"]),
+        (cvc_root, CVC["seed"]),
+        (cityscapes_root, CITYSCAPES["seed"]),
+        (semantics_root, SEMANTICS["seed"]),
+    ):
         text = (root / "SYNTHETIC.md").read_text()
         assert "SYNTHETIC" in text and "fcn.data.synthetic" in text
         assert f"seed: {seed}" in text
@@ -332,7 +352,22 @@ def test_road_styles_differ_like_the_kitti_categories():
         lambda out: synthetic.write_camvid(out, height=16),
         lambda out: synthetic.write_camvid(out, train=True),
         lambda out: synthetic.write_cvc_kitti(out, val=2.0),
-        lambda out: synthetic.generate("cityscapes", out),
+        lambda out: synthetic.generate("pascal_voc", out),
+        lambda out: synthetic.generate("cityscapes", out, height=8),
+        lambda out: synthetic.write_cityscapes(out, width=100.0),
+        lambda out: synthetic.write_cityscapes(out, train=0),
+        lambda out: synthetic.write_cityscapes(out, val=-1),
+        lambda out: synthetic.write_cityscapes(out, seed=-1),
+        lambda out: synthetic.write_cityscapes(out, city_train="synth_town"),  # "_" splits the stem
+        lambda out: synthetic.write_cityscapes(out, city_val=""),
+        lambda out: synthetic.write_cityscapes(out, city_val="../up"),
+        lambda out: synthetic.write_cityscapes(out, city_train="same", city_val="same"),
+        lambda out: synthetic.write_kitti_semantics(out, scale=0),
+        lambda out: synthetic.write_kitti_semantics(out, scale=0.08),  # images under MIN_SIZE rows
+        lambda out: synthetic.write_kitti_semantics(out, train=0),
+        lambda out: synthetic.write_kitti_semantics(out, test=-1),
+        lambda out: synthetic.write_kitti_semantics(out, seed=1.0),
+        lambda out: synthetic.write_kitti_semantics(out, train=1_000_001),
         lambda out: synthetic.render_scene(np.random.default_rng(0), 64, 64, road_style="gravel"),
         lambda out: synthetic.render_scene(np.random.default_rng(0), 64, 64, focal_length=0),
         lambda out: synthetic.render_kitti_road_scene(0, "training", "ux", 0),
@@ -349,3 +384,229 @@ def test_generate_dispatches_to_the_writers(tmp_path):
     assert root == tmp_path / "kitti_semantic_cvc"
     assert _files(root) == {"SYNTHETIC.md", "Training_00/RGB/000000.png", "Training_00/GT/000000.png"}
     assert (root / "Validation_07" / "RGB").is_dir()  # empty split, but the layout is complete
+
+
+def test_generate_dispatches_to_the_cityscapes_and_kitti_semantics_writers(tmp_path):
+    cityscapes = synthetic.generate("cityscapes", tmp_path, train=1, val=0, height=32, width=64)
+    semantics = synthetic.generate("kitti_semantics", tmp_path, train=1, test=0, scale=0.1)
+    assert (cityscapes, semantics) == (tmp_path / "cityscapes", tmp_path / "data_semantics")
+    assert len(_files(cityscapes)) == 1 + 4 and len(_files(semantics)) == 1 + 4
+    assert (cityscapes / "gtFine" / "val" / "synthville").is_dir()  # empty split, complete layout
+    assert (semantics / "testing" / "image_2").is_dir()
+
+
+# --- Cityscapes and KITTI semantics -----------------------------------------------------------------------
+
+# Label ids, names and colours as in ../shared/data/README.md (cityscapesscripts' labels.py): an independent
+# reference for the generator's own table.
+CITYSCAPES_REFERENCE = {
+    0: ("unlabeled", (0, 0, 0)),
+    7: ("road", (128, 64, 128)),
+    8: ("sidewalk", (244, 35, 232)),
+    11: ("building", (70, 70, 70)),
+    13: ("fence", (190, 153, 153)),
+    17: ("pole", (153, 153, 153)),
+    20: ("traffic sign", (220, 220, 0)),
+    21: ("vegetation", (107, 142, 35)),
+    23: ("sky", (70, 130, 180)),
+    24: ("person", (220, 20, 60)),
+    25: ("rider", (255, 0, 0)),
+    26: ("car", (0, 0, 142)),
+}
+CAMVID_AS_CITYSCAPES = {
+    "Sky": "sky",
+    "Building": "building",
+    "Pole": "pole",
+    "Road": "road",
+    "Pavement": "sidewalk",
+    "Tree": "vegetation",
+    "SignSymbol": "traffic sign",
+    "Fence": "fence",
+    "Car": "car",
+    "Pedestrian": "person",
+    "Bicyclist": "rider",
+}
+THINGS = (24, 25, 26)  # person, rider, car: the drawn classes that have instances in Cityscapes
+SEMANTICS_SHAPE = (round(375 * SEMANTICS["scale"]), round(1242 * SEMANTICS["scale"]))
+CITIES = {"train": "synthtown", "val": CITYSCAPES["city_val"]}
+
+
+def _cityscapes_frames(root):
+    """(split, index, gtFine path without its _gtFine_<kind>.png suffix, image path) of every frame."""
+    for split, city in CITIES.items():
+        for index in range(CITYSCAPES[split]):
+            stem = f"{city}_{index:06d}_000019"
+            image = root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png"
+            yield split, index, str(root / "gtFine" / split / city / stem), image
+
+
+def _assert_colours_encode_ids(colours, label_ids):
+    assert colours.shape == (*label_ids.shape, 3)
+    for label_id in np.unique(label_ids):
+        assert (colours[label_ids == label_id] == CITYSCAPES_REFERENCE[label_id][1]).all(), label_id
+
+
+def test_cityscapes_table_agrees_with_the_official_one_by_name():
+    mapping = synthetic.CAMVID_TO_CITYSCAPES_ID
+    assert len(mapping) == len(set(mapping)) == 12 and mapping[VOID] == 0
+    for camvid_index, name in enumerate(synthetic.CAMVID_CLASSES):
+        assert CITYSCAPES_REFERENCE[mapping[camvid_index]][0] == CAMVID_AS_CITYSCAPES[name]
+    assert synthetic.CITYSCAPES_COLOURS == {key: colour for key, (_, colour) in CITYSCAPES_REFERENCE.items()}
+
+
+def test_instance_encodings_of_a_tiny_hand_worked_case():
+    # Two cars, numbered in reading order of their first pixel; one person of three 8-connected pixels.
+    label_ids = np.array([[7, 7, 7, 26], [26, 7, 7, 26], [24, 7, 24, 7], [7, 24, 7, 0]], np.uint8)
+    cityscapes = [[7, 7, 7, 26000], [26001, 7, 7, 26000], [24000, 7, 24000, 7], [7, 24000, 7, 0]]
+    car, person, road = 26 * 256, 24 * 256, 7 * 256
+    kitti = [
+        [road, road, road, car + 1],
+        [car + 2, road, road, car + 1],
+        [person + 1, road, person + 1, road],
+        [road, person + 1, road, 0],
+    ]
+    for encode, expected in (
+        (synthetic.cityscapes_instance_ids, cityscapes),
+        (synthetic.kitti_instance_ids, kitti),
+    ):
+        encoded = encode(label_ids)
+        assert encoded.dtype == np.uint16
+        np.testing.assert_array_equal(encoded, expected)
+
+
+def test_instances_past_the_encodable_number_become_crowd():
+    cars = np.zeros((1, 600), np.uint8)
+    cars[0, ::2] = 26  # 300 one-pixel cars
+    np.testing.assert_array_equal(synthetic.cityscapes_instance_ids(cars)[0, ::2], 26000 + np.arange(300))
+    kitti = synthetic.kitti_instance_ids(cars)[0, ::2]
+    np.testing.assert_array_equal(kitti // 256, 26)
+    np.testing.assert_array_equal(kitti % 256, np.r_[1:256, np.zeros(45, int)])
+
+
+def test_cityscapes_layout_has_exactly_the_official_files(cityscapes_root):
+    expected = {"SYNTHETIC.md"}
+    for _, _, gt, image in _cityscapes_frames(cityscapes_root):
+        expected.add(str(image.relative_to(cityscapes_root)))
+        for kind in ("labelIds", "instanceIds", "color"):
+            expected.add(str(Path(f"{gt}_gtFine_{kind}.png").relative_to(cityscapes_root)))
+    assert cityscapes_root.name == "cityscapes"
+    assert _files(cityscapes_root) == expected
+
+
+def test_cityscapes_names_are_official_and_stems_match(cityscapes_root):
+    for split, city in CITIES.items():
+        images = sorted((cityscapes_root / "leftImg8bit" / split).glob("*/*.png"))
+        assert len(images) == CITYSCAPES[split]
+        for image in images:
+            assert image.parent.name == city
+            assert re.fullmatch(rf"{city}_\d{{6}}_\d{{6}}_leftImg8bit\.png", image.name)
+        stems = {image.name.removesuffix("_leftImg8bit.png") for image in images}
+        for kind in ("labelIds", "instanceIds", "color"):
+            gt = (cityscapes_root / "gtFine" / split).glob(f"{city}/*_gtFine_{kind}.png")
+            assert {path.name.removesuffix(f"_gtFine_{kind}.png") for path in gt} == stems
+
+
+def test_cityscapes_label_ids_are_the_rendered_scene_mapped(cityscapes_root):
+    mapping, shape = (
+        np.asarray(synthetic.CAMVID_TO_CITYSCAPES_ID),
+        (CITYSCAPES["height"], CITYSCAPES["width"]),
+    )
+    for split, index, gt, image in _cityscapes_frames(cityscapes_root):
+        label_ids = read_unchanged(f"{gt}_gtFine_labelIds.png")
+        assert label_ids.dtype == np.uint8 and label_ids.shape == shape
+        assert set(np.unique(label_ids).tolist()) <= set(mapping.tolist())
+        scene = synthetic.render_cityscapes_scene(
+            CITYSCAPES["seed"], split, index, height=shape[0], width=shape[1]
+        )
+        np.testing.assert_array_equal(label_ids, mapping[scene.labels])
+        np.testing.assert_array_equal(read_rgb(image), scene.image)
+
+
+def test_cityscapes_instance_ids_agree_with_label_ids(cityscapes_root):
+    instances = 0
+    for _, _, gt, _ in _cityscapes_frames(cityscapes_root):
+        label_ids = read_unchanged(f"{gt}_gtFine_labelIds.png")
+        instance_ids = read_unchanged(f"{gt}_gtFine_instanceIds.png")
+        assert instance_ids.dtype == np.uint16 and instance_ids.shape == label_ids.shape
+        stuff = instance_ids < 1000
+        np.testing.assert_array_equal(instance_ids[stuff], label_ids[stuff])
+        np.testing.assert_array_equal(instance_ids[~stuff] // 1000, label_ids[~stuff])
+        np.testing.assert_array_equal(~stuff, np.isin(label_ids, THINGS))  # every object has an instance
+        for label_id in THINGS:
+            numbers = np.unique(instance_ids[label_ids == label_id] % 1000)
+            np.testing.assert_array_equal(numbers, np.arange(numbers.size))  # 0, 1, ... per class
+            instances += numbers.size
+    assert instances >= 3
+
+
+def test_cityscapes_colour_maps_are_opaque_rgba_of_the_label_ids(cityscapes_root):
+    for _, _, gt, _ in _cityscapes_frames(cityscapes_root):
+        rgba = cv2.imread(f"{gt}_gtFine_color.png", cv2.IMREAD_UNCHANGED)  # as cityscapesscripts writes it
+        assert rgba.dtype == np.uint8 and rgba.shape[2] == 4 and (rgba[..., 3] == 255).all()
+        _assert_colours_encode_ids(
+            read_rgb(f"{gt}_gtFine_color.png"), read_unchanged(f"{gt}_gtFine_labelIds.png")
+        )
+
+
+def test_kitti_semantics_layout_has_exactly_the_official_files(semantics_root):
+    expected = {"SYNTHETIC.md"}
+    for index in range(SEMANTICS["train"]):
+        expected |= {
+            f"training/{kind}/{index:06d}_10.png"
+            for kind in ("image_2", "semantic", "semantic_rgb", "instance")
+        }
+    expected |= {f"testing/image_2/{index:06d}_10.png" for index in range(SEMANTICS["test"])}
+    assert semantics_root.name == "data_semantics"
+    assert _files(semantics_root) == expected
+
+
+def test_kitti_semantics_files_encode_the_rendered_scene(semantics_root):
+    mapping, training = np.asarray(synthetic.CAMVID_TO_CITYSCAPES_ID), semantics_root / "training"
+    instances = 0
+    for index in range(SEMANTICS["train"]):
+        name = f"{index:06d}_10.png"
+        semantic, instance = (
+            read_unchanged(training / "semantic" / name),
+            read_unchanged(training / "instance" / name),
+        )
+        assert semantic.dtype == np.uint8 and semantic.shape == SEMANTICS_SHAPE
+        assert instance.dtype == np.uint16 and instance.shape == SEMANTICS_SHAPE
+        scene = synthetic.render_kitti_semantics_scene(
+            SEMANTICS["seed"], "training", index, scale=SEMANTICS["scale"]
+        )
+        np.testing.assert_array_equal(semantic, mapping[scene.labels])
+        np.testing.assert_array_equal(read_rgb(training / "image_2" / name), scene.image)
+        np.testing.assert_array_equal(instance // 256, semantic)  # KITTI's encoding, not Cityscapes'
+        np.testing.assert_array_equal(instance % 256 > 0, np.isin(semantic, THINGS))
+        _assert_colours_encode_ids(read_rgb(training / "semantic_rgb" / name), semantic)
+        instances += sum(np.unique(instance[semantic == label_id]).size for label_id in THINGS)
+    assert instances >= 3
+    for index in range(SEMANTICS["test"]):
+        scene = synthetic.render_kitti_semantics_scene(
+            SEMANTICS["seed"], "testing", index, scale=SEMANTICS["scale"]
+        )
+        np.testing.assert_array_equal(
+            read_rgb(semantics_root / "testing" / "image_2" / f"{index:06d}_10.png"), scene.image
+        )
+
+
+@pytest.mark.parametrize(
+    "writer, small",
+    [
+        (synthetic.write_cityscapes, {"val": 1, "height": 32, "width": 64}),
+        (synthetic.write_kitti_semantics, {"test": 1, "scale": 0.1}),
+    ],
+)
+def test_cityscapes_and_semantics_writers_are_deterministic(tmp_path, writer, small):
+    a, b = (writer(tmp_path / name, train=2, seed=5, **small) for name in ("a", "b"))
+    other, fewer = (
+        writer(tmp_path / "c", train=2, seed=6, **small),
+        writer(tmp_path / "d", train=1, seed=5, **small),
+    )
+    assert _files(a) == _files(b) == _files(other)
+    for name in sorted(_files(a)):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+        if "leftImg8bit" in name or "image_2" in name:
+            assert (a / name).read_bytes() != (other / name).read_bytes(), name
+    for name in sorted(_files(fewer) - {"SYNTHETIC.md"}):
+        assert (fewer / name).read_bytes() == (a / name).read_bytes(), name

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fcn.data import kitti_road
+from fcn.data import camvid, cityscapes, cvc_kitti, kitti_road, kitti_semantics
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,20 @@ def _kitti_road_train_val(data_dir, val_fraction, seed):
     return kitti_road.split_train_val(kitti_road.list_samples(data_dir, "training"), val_fraction, seed)
 
 
+def _kitti_semantics_train_val(data_dir, val_fraction, seed):
+    samples = kitti_semantics.list_samples(data_dir, "training")
+    return kitti_semantics.split_train_val(samples, val_fraction, seed)
+
+
+def _official_train_val(reader):
+    """CamVid, CVC and Cityscapes have official splits: val_fraction and seed do not apply."""
+
+    def list_train_val(data_dir, val_fraction, seed):
+        return reader.list_train_val(data_dir)
+
+    return list_train_val
+
+
 DATASETS = {
     "kitti_road": DatasetInfo(
         name="kitti_road",
@@ -36,6 +50,38 @@ DATASETS = {
         read_label=kitti_road.read_label,
         list_train_val=_kitti_road_train_val,
         default_data_dir="data/kitti_road/data_road",
+    ),
+    "camvid": DatasetInfo(
+        name="camvid",
+        class_names=camvid.CLASS_NAMES,
+        palette=camvid.PALETTE,
+        read_label=camvid.read_label,
+        list_train_val=_official_train_val(camvid),
+        default_data_dir="data/camvid",
+    ),
+    "cvc_kitti": DatasetInfo(
+        name="cvc_kitti",
+        class_names=cvc_kitti.CLASS_NAMES,
+        palette=cvc_kitti.PALETTE,
+        read_label=cvc_kitti.read_label,
+        list_train_val=_official_train_val(cvc_kitti),
+        default_data_dir="data/kitti_semantic_cvc",
+    ),
+    "kitti_semantics": DatasetInfo(
+        name="kitti_semantics",
+        class_names=kitti_semantics.CLASS_NAMES,
+        palette=kitti_semantics.PALETTE,
+        read_label=kitti_semantics.read_label,
+        list_train_val=_kitti_semantics_train_val,
+        default_data_dir="data/kitti_semantics/data_semantics",
+    ),
+    "cityscapes": DatasetInfo(
+        name="cityscapes",
+        class_names=cityscapes.CLASS_NAMES,
+        palette=cityscapes.PALETTE,
+        read_label=cityscapes.read_label,
+        list_train_val=_official_train_val(cityscapes),
+        default_data_dir="data/cityscapes",
     ),
 }
 

@@ -1,4 +1,4 @@
-"""Synthetic street scenes, written in the real on-disk formats of KITTI Road, CamVid (SegNet) and CVC KITTI.
+"""Synthetic street scenes in the on-disk formats of KITTI Road and semantics, CamVid, CVC KITTI, Cityscapes.
 
 Everything here is drawn (numpy + OpenCV polygons seen by a pinhole camera over a flat street); no pixel
 comes from a camera. The data exists so that the whole project, from the dataset readers on, runs offline,
@@ -12,6 +12,7 @@ the image's identity (dataset, split, index), so an image does not change when m
 import functools
 import math
 import numbers
+import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,52 +21,45 @@ import cv2
 import numpy as np
 
 import fcn
-from fcn.imageio import write_bytes_atomic, write_png
+from fcn.data import camvid, cvc_kitti
+from fcn.imageio import ImageFileError, write_bytes_atomic, write_png
 
+# Class names and colours are defined once, by the readers of the formats written here.
 # CamVid (SegNet) class order, the order of Scene.labels; VOID is the "unlabelled" index of both tables.
-CAMVID_CLASSES = (
-    "Sky",
-    "Building",
-    "Pole",
-    "Road",
-    "Pavement",
-    "Tree",
-    "SignSymbol",
-    "Fence",
-    "Car",
-    "Pedestrian",
-    "Bicyclist",
-)
-CVC_CLASSES = (
-    "Sky",
-    "Building",
-    "Road",
-    "Sidewalk",
-    "Fence",
-    "Vegetation",
-    "Pole",
-    "Car",
-    "Sign",
-    "Pedestrian",
-    "Cyclist",
-)
-VOID = 11
+CAMVID_CLASSES = camvid.CLASS_NAMES
+CVC_CLASSES = cvc_kitti.CLASS_NAMES
+VOID = camvid.VOID
 # RGB colour of each CVC index, void last (CVC ground truth is stored as these colours).
-CVC_COLOURS = (
-    (128, 128, 128),  # 0 Sky
-    (128, 0, 0),  # 1 Building
-    (128, 64, 128),  # 2 Road
-    (0, 0, 192),  # 3 Sidewalk
-    (64, 64, 128),  # 4 Fence
-    (128, 128, 0),  # 5 Vegetation
-    (192, 192, 128),  # 6 Pole
-    (64, 0, 128),  # 7 Car
-    (192, 128, 128),  # 8 Sign
-    (64, 64, 0),  # 9 Pedestrian
-    (0, 128, 192),  # 10 Cyclist
-    (0, 0, 0),  # 11 void
-)
+CVC_COLOURS = cvc_kitti.COLOURS
 CAMVID_TO_CVC = (0, 1, 6, 2, 3, 5, 8, 4, 7, 9, 10, 11)  # CVC index of each CamVid index, void included
+
+# Cityscapes label id of each CamVid index, void last. Cityscapes is finer than CamVid, so each CamVid
+# class takes the Cityscapes class it mostly is: Bicyclist (rider and bicycle drawn as one) becomes rider,
+# the person on it, whom Cityscapes gives an instance like pedestrians; Tree (also the grass verges here)
+# becomes vegetation, not terrain; Pavement is sidewalk; SignSymbol is traffic sign; void (bins, clutter)
+# becomes unlabeled, which Cityscapes ignores in training as CamVid ignores void.
+CAMVID_TO_CITYSCAPES_ID = (23, 11, 17, 7, 8, 21, 20, 13, 26, 24, 25, 0)
+# RGB colour of the Cityscapes label ids above (cityscapesscripts' labels.py), for *_color / semantic_rgb.
+CITYSCAPES_COLOURS = {
+    0: (0, 0, 0),  # unlabeled
+    7: (128, 64, 128),  # road
+    8: (244, 35, 232),  # sidewalk
+    11: (70, 70, 70),  # building
+    13: (190, 153, 153),  # fence
+    17: (153, 153, 153),  # pole
+    20: (220, 220, 0),  # traffic sign
+    21: (107, 142, 35),  # vegetation
+    23: (70, 130, 180),  # sky
+    24: (220, 20, 60),  # person
+    25: (255, 0, 0),  # rider
+    26: (0, 0, 142),  # car
+}
+# Cityscapes classes with instances (person, rider, car, truck, bus, caravan, trailer, train, motorcycle,
+# bicycle); the scenes draw person, rider and car, and their instances are connected regions.
+CITYSCAPES_INSTANCE_CLASSES = tuple(range(24, 34))
+CITYSCAPES_FOCAL_LENGTH = 2262.52  # pixels at the full 2048 x 1024 (Cityscapes camera files, fx)
+KITTI_SEMANTICS_SIZE = (1242, 375)  # (W, H) of most real frames (all of the first hundred)
+_CITY_NAME = re.compile(r"[a-z][a-z0-9-]*")  # no "_": it separates city, sequence and frame in names
 
 # The four image sizes (W, H) of the real KITTI Road frames; the writer cycles through them.
 KITTI_ROAD_SIZES = ((1242, 375), (1241, 376), (1238, 374), (1226, 370))
@@ -914,13 +908,197 @@ def write_cvc_kitti(
     return root
 
 
-_WRITERS = {"kitti_road": write_kitti_road, "camvid": write_camvid, "cvc_kitti": write_cvc_kitti}
+def render_cityscapes_scene(
+    seed: int, split: str, index: int, *, height: int = 512, width: int = 1024
+) -> Scene:
+    """The scene behind the synthetic Cityscapes frame `index` of `split`, seen by Cityscapes' lens."""
+    focal = CITYSCAPES_FOCAL_LENGTH / 2048 * width  # Cityscapes' narrower field of view than KITTI's
+    return render_scene(scene_rng(seed, "cityscapes", split, index), height, width, focal_length=focal)
+
+
+def write_cityscapes(
+    out_dir,
+    *,
+    train: int = 8,
+    val: int = 4,
+    height: int = 512,
+    width: int = 1024,
+    seed: int = 0,
+    city_train: str = "synthtown",
+    city_val: str = "synthville",
+) -> Path:
+    """Write a synthetic Cityscapes set in the official layout under out_dir/cityscapes; returns that folder.
+
+    leftImg8bit/<split>/<city>/<city>_<seq:06d>_000019_leftImg8bit.png RGB, and beside it in gtFine/ the
+    same stem + _gtFine_labelIds.png (uint8 label ids), _gtFine_instanceIds.png (uint16, see
+    cityscapes_instance_ids) and _gtFine_color.png (RGBA, CITYSCAPES_COLOURS). One city per split.
+    The default size is half of Cityscapes' 2048 x 1024.
+    """
+    _check_integer("train", train, 1)
+    _check_integer("val", val, 0)
+    _check_six_digits(train=train, val=val)
+    _check_size(height, width)
+    _check_integer("seed", seed, 0)
+    for name, city in (("city_train", city_train), ("city_val", city_val)):
+        if not isinstance(city, str) or not _CITY_NAME.fullmatch(city):
+            raise ValueError(f"{name} must be lowercase letters, digits and '-', got {city!r}")
+    if city_train == city_val:  # as in Cityscapes, where no city is in two splits
+        raise ValueError(f"city_train and city_val must differ, got {city_train!r} for both")
+    root = Path(out_dir) / "cityscapes"
+    for split, count, city in (("train", train, city_train), ("val", val, city_val)):
+        for folder in ("leftImg8bit", "gtFine"):
+            (root / folder / split / city).mkdir(parents=True, exist_ok=True)
+        for index in range(count):
+            _write_cityscapes_frame(root, split, city, index, height, width, seed)
+    _write_provenance(
+        root,
+        "Cityscapes",
+        "write_cityscapes",
+        seed,
+        train=train,
+        val=val,
+        height=height,
+        width=width,
+        city_train=city_train,
+        city_val=city_val,
+    )
+    return root
+
+
+def _write_cityscapes_frame(root, split, city, index, height, width, seed) -> None:
+    scene = render_cityscapes_scene(seed, split, index, height=height, width=width)
+    label_ids = np.asarray(CAMVID_TO_CITYSCAPES_ID, np.uint8)[scene.labels]
+    # Cityscapes annotates the 20th frame of a 30-frame snippet: frame 000019, as in all of aachen's names.
+    stem = f"{city}_{index:06d}_000019"
+    write_png(root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png", scene.image)
+    gt = root / "gtFine" / split / city
+    write_png(gt / f"{stem}_gtFine_labelIds.png", label_ids)
+    write_png(gt / f"{stem}_gtFine_instanceIds.png", cityscapes_instance_ids(label_ids))
+    _write_rgba_png(gt / f"{stem}_gtFine_color.png", cityscapes_colours(label_ids))
+
+
+def render_kitti_semantics_scene(seed: int, split: str, index: int, *, scale: float = 1.0) -> Scene:
+    """The scene behind the synthetic KITTI semantics files <split>/image_2/<index:06d>_10.png."""
+    _check_scale(scale, KITTI_SEMANTICS_SIZE[1])
+    width, height = (round(size * scale) for size in KITTI_SEMANTICS_SIZE)
+    return render_scene(
+        scene_rng(seed, "kitti_semantics", split, index),
+        height,
+        width,
+        focal_length=KITTI_FOCAL_LENGTH * scale,
+    )
+
+
+def write_kitti_semantics(
+    out_dir, *, train: int = 10, test: int = 2, scale: float = 1.0, seed: int = 0
+) -> Path:
+    """Write a synthetic KITTI semantics benchmark set under out_dir/data_semantics; returns that folder.
+
+    training/{image_2, semantic, semantic_rgb, instance}/<index:06d>_10.png: RGB, uint8 Cityscapes label
+    ids, their colours (RGB), uint16 instances (see kitti_instance_ids); testing/image_2 holds images only.
+    Frames are 1242 x 375 times scale, as most real ones.
+    """
+    _check_integer("train", train, 1)
+    _check_integer("test", test, 0)
+    _check_six_digits(train=train, test=test)
+    _check_scale(scale, KITTI_SEMANTICS_SIZE[1])
+    _check_integer("seed", seed, 0)
+    root = Path(out_dir) / "data_semantics"
+    for index in range(train):
+        scene = render_kitti_semantics_scene(seed, "training", index, scale=scale)
+        label_ids = np.asarray(CAMVID_TO_CITYSCAPES_ID, np.uint8)[scene.labels]
+        name = f"{index:06d}_10.png"
+        write_png(root / "training" / "image_2" / name, scene.image)
+        write_png(root / "training" / "semantic" / name, label_ids)
+        write_png(root / "training" / "semantic_rgb" / name, cityscapes_colours(label_ids))
+        write_png(root / "training" / "instance" / name, kitti_instance_ids(label_ids))
+    (root / "testing" / "image_2").mkdir(parents=True, exist_ok=True)
+    for index in range(test):
+        scene = render_kitti_semantics_scene(seed, "testing", index, scale=scale)
+        write_png(root / "testing" / "image_2" / f"{index:06d}_10.png", scene.image)
+    _write_provenance(
+        root, "KITTI semantics", "write_kitti_semantics", seed, train=train, test=test, scale=scale
+    )
+    return root
+
+
+def cityscapes_colours(label_ids: np.ndarray) -> np.ndarray:
+    """(H, W) Cityscapes label ids (keys of CITYSCAPES_COLOURS) -> (H, W, 3) uint8 RGB colours."""
+    table = np.zeros((256, 3), np.uint8)
+    for label_id, colour in CITYSCAPES_COLOURS.items():
+        table[label_id] = colour
+    return table[label_ids]
+
+
+def cityscapes_instance_ids(label_ids: np.ndarray) -> np.ndarray:
+    """Cityscapes' *_instanceIds.png encoding of a label id map.
+
+    Args:
+        label_ids: (H, W) uint8 Cityscapes label ids.
+    Returns:
+        (H, W) uint16: label id * 1000 + instance (0, 1, ... per class) on objects of
+        CITYSCAPES_INSTANCE_CLASSES; the label id elsewhere (and on objects past the 1000th, as crowds).
+    """
+    numbers = _instance_numbers(label_ids, limit=1000)
+    ids = label_ids.astype(np.int32)
+    return np.where(numbers > 0, ids * 1000 + numbers - 1, ids).astype(np.uint16)
+
+
+def kitti_instance_ids(label_ids: np.ndarray) -> np.ndarray:
+    """KITTI semantics' instance/*.png encoding of a label id map (it differs from Cityscapes').
+
+    Args:
+        label_ids: (H, W) uint8 Cityscapes label ids.
+    Returns:
+        (H, W) uint16: label id * 256 + instance, instances 1, 2, ... per class on objects of
+        CITYSCAPES_INSTANCE_CLASSES, 0 elsewhere (and on objects past the 255th); so value // 256 = label id.
+    """
+    numbers = _instance_numbers(label_ids, limit=255)
+    return (label_ids.astype(np.int32) * 256 + numbers).astype(np.uint16)
+
+
+def _instance_numbers(label_ids, limit) -> np.ndarray:
+    """(H, W) int32: 1, 2, ... for the connected regions of each instance class, numbered per class in
+    reading order of their first pixel; 0 on other classes and on regions numbered past `limit`."""
+    numbers = np.zeros(label_ids.shape, np.int32)
+    for label_id in np.intersect1d(label_ids, CITYSCAPES_INSTANCE_CLASSES):
+        count, components = cv2.connectedComponents((label_ids == label_id).astype(np.uint8), connectivity=8)
+        inside = np.flatnonzero(components)
+        # OpenCV's numbering follows its scan algorithm; renumber so that the encoding is defined here.
+        _, first = np.unique(components.ravel()[inside], return_index=True)
+        rank = np.zeros(count, np.int32)
+        rank[1 + np.argsort(first)] = np.arange(1, count)
+        numbers.ravel()[inside] = rank[components.ravel()[inside]]
+    numbers[numbers > limit] = 0
+    return numbers
+
+
+def _write_rgba_png(path, rgb) -> None:
+    """RGB as 8-bit RGBA with opaque alpha, as cityscapesscripts writes *_gtFine_color.png."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGRA))
+    if not ok:
+        raise ImageFileError(f"{path}: could not encode array of shape {rgb.shape} as PNG")
+    write_bytes_atomic(path, encoded.tobytes())
+
+
+_WRITERS = {
+    "kitti_road": write_kitti_road,
+    "camvid": write_camvid,
+    "cvc_kitti": write_cvc_kitti,
+    "cityscapes": write_cityscapes,
+    "kitti_semantics": write_kitti_semantics,
+}
+DATASETS = tuple(_WRITERS)  # the names generate() accepts (e.g. for command-line choices)
 
 
 def generate(dataset: str, out_dir, **kwargs) -> Path:
-    """Write the synthetic dataset "kitti_road", "camvid" or "cvc_kitti"; kwargs go to its writer."""
+    """Write a synthetic dataset; kwargs go to its writer.
+
+    dataset: "kitti_road", "camvid", "cvc_kitti", "cityscapes" or "kitti_semantics" (DATASETS).
+    """
     if dataset not in _WRITERS:
-        raise ValueError(f"dataset must be one of {tuple(_WRITERS)}, got {dataset!r}")
+        raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
     return _WRITERS[dataset](out_dir, **kwargs)
 
 
@@ -951,13 +1129,19 @@ def _check_integer(name, value, minimum) -> None:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
+def _check_six_digits(**counts) -> None:
+    for name, count in counts.items():
+        if count > 1_000_000:  # file names number frames with 6 digits
+            raise ValueError(f"{name} must be <= 1000000, got {count}")
+
+
 def _check_size(height, width) -> None:
     _check_integer("height", height, MIN_SIZE)
     _check_integer("width", width, MIN_SIZE)
 
 
-def _check_scale(scale) -> None:
-    smallest = min(h for _, h in KITTI_ROAD_SIZES)
+def _check_scale(scale, smallest: int = min(h for _, h in KITTI_ROAD_SIZES)) -> None:
+    """scale must be in (0, 4] and keep `smallest` (the lowest full-size image height) >= MIN_SIZE."""
     if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not 0 < scale <= 4:
         raise ValueError(f"scale must be a number in (0, 4], got {scale!r}")
     if round(smallest * scale) < MIN_SIZE:

@@ -1,0 +1,137 @@
+"""CVC "KITTI semantic" (Ros et al., WACV 2015): 11 classes on KITTI odometry frames.
+
+    <root>/Training_00/RGB/%06d.png     RGB (odometry sequence 00)
+    <root>/Training_00/GT/%06d.png      RGB colour code (COLOURS, one colour per class, void black)
+    <root>/Validation_07/{RGB,GT}/...   the same for sequence 07
+
+Splits: "train" = Training_00, "val" = Validation_07. Ground truth is decoded by exact colour match;
+colours outside the map become IGNORE_ID and are counted and logged, never silently made a class.
+"""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fcn.imageio import ImageFileError, read_png_size, read_rgb
+
+CLASS_NAMES = (
+    "Sky",
+    "Building",
+    "Road",
+    "Sidewalk",
+    "Fence",
+    "Vegetation",
+    "Pole",
+    "Car",
+    "Sign",
+    "Pedestrian",
+    "Cyclist",
+)
+NUM_CLASSES = 11
+VOID = 11
+IGNORE_ID = 255
+# RGB colour of each CVC index, void last: the ground truth is stored as these colours
+# (the map of fvisin/dataset_loaders, dataset_loaders/images/kitti.py).
+COLOURS = (
+    (128, 128, 128),  # 0 Sky
+    (128, 0, 0),  # 1 Building
+    (128, 64, 128),  # 2 Road
+    (0, 0, 192),  # 3 Sidewalk (not CamVid's Pavement colour)
+    (64, 64, 128),  # 4 Fence
+    (128, 128, 0),  # 5 Vegetation
+    (192, 192, 128),  # 6 Pole
+    (64, 0, 128),  # 7 Car
+    (192, 128, 128),  # 8 Sign
+    (64, 64, 0),  # 9 Pedestrian
+    (0, 128, 192),  # 10 Cyclist
+    (0, 0, 0),  # 11 void
+)
+PALETTE = np.array(COLOURS[:NUM_CLASSES], dtype=np.uint8)
+SPLIT_FOLDERS = {"train": "Training_00", "val": "Validation_07"}
+
+_log = logging.getLogger(__name__)
+
+
+def _pack(rgb: np.ndarray) -> np.ndarray:
+    rgb = rgb.astype(np.int32)
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+
+
+_KEYS = _pack(np.array(COLOURS))
+_ORDER = np.argsort(_KEYS)
+_SORTED_KEYS = _KEYS[_ORDER]
+_SORTED_IDS = np.array([IGNORE_ID if i == VOID else i for i in _ORDER], dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One frame: its image, its colour ground truth and its name (file stem)."""
+
+    image: Path
+    label: Path
+    name: str
+
+
+def list_samples(root, split: str = "train", check_sizes: bool = True) -> list[Sample]:
+    """All frames of a split, sorted by name.
+
+    Raises ImageFileError naming the file for a missing or empty ground truth, or one whose size
+    differs from its image.
+    """
+    if split not in SPLIT_FOLDERS:
+        raise ValueError(f"split must be one of {tuple(SPLIT_FOLDERS)}, got {split!r}")
+    folder = Path(root) / SPLIT_FOLDERS[split]
+    images = sorted((folder / "RGB").glob("*.png"))
+    if not images:
+        raise FileNotFoundError(
+            f"{folder / 'RGB'}: no PNG images (expected the CVC {{RGB,GT}}/%06d.png layout)"
+        )
+    samples = [Sample(image, folder / "GT" / image.name, image.stem) for image in images]
+    if check_sizes:
+        for sample in samples:
+            _check_pair(sample)
+    return samples
+
+
+def _check_pair(sample: Sample) -> None:
+    if not sample.label.exists():
+        raise ImageFileError(f"{sample.label}: ground truth missing for image {sample.image}")
+    label_size, image_size = read_png_size(sample.label), read_png_size(sample.image)
+    if label_size != image_size:
+        raise ImageFileError(
+            f"{sample.label}: ground truth is {label_size} (HxW) but its image {sample.image} is {image_size}"
+        )
+
+
+def decode_cvc_colours(gt_rgb: np.ndarray) -> tuple[np.ndarray, int]:
+    """The one mapping from the CVC colour code to training ids, by exact colour match.
+
+    Args:
+        gt_rgb: (H, W, 3) uint8 RGB ground truth.
+    Returns:
+        ((H, W) uint8 in [0, 11) or IGNORE_ID (void and unknown colours), number of unknown-colour pixels).
+    """
+    if gt_rgb.ndim != 3 or gt_rgb.shape[2] != 3:
+        raise ValueError(f"CVC ground truth must be (H, W, 3) RGB, got shape {gt_rgb.shape}")
+    keys = _pack(gt_rgb)
+    where = np.minimum(np.searchsorted(_SORTED_KEYS, keys), len(_SORTED_KEYS) - 1)
+    known = _SORTED_KEYS[where] == keys
+    ids = np.where(known, _SORTED_IDS[where], IGNORE_ID).astype(np.uint8)
+    return ids, int(known.size - np.count_nonzero(known))
+
+
+def read_label(path) -> np.ndarray:
+    """Read a colour ground truth into training ids; logs a warning naming the file if colours are unknown."""
+    ids, unknown = decode_cvc_colours(read_rgb(path))
+    if unknown:
+        _log.warning(
+            "%s: %d pixels have colours outside the CVC map; they are ignored (%d)", path, unknown, IGNORE_ID
+        )
+    return ids
+
+
+def list_train_val(root) -> tuple[list[Sample], list[Sample]]:
+    """The official split: Training_00 for training, Validation_07 for validation."""
+    return list_samples(root, "train"), list_samples(root, "val")

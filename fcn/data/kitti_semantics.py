@@ -1,0 +1,95 @@
+"""KITTI semantic segmentation benchmark (Alhaija et al., IJCV 2018): Cityscapes labels on KITTI frames.
+
+    data_semantics/training/image_2/<id6>_10.png        RGB, ~1242x375 (sizes vary per frame)
+    data_semantics/training/semantic/<id6>_10.png       Cityscapes label ids (mode L)  <- labels read here
+    data_semantics/training/semantic_rgb/<id6>_10.png   Cityscapes colours (ids 0..4 all black: not decodable)
+    data_semantics/training/instance/<id6>_10.png       16-bit, value // 256 = label id
+    data_semantics/testing/image_2/<id6>_10.png         no ground truth
+
+Label ids map to the 19 Cityscapes train ids (fcn.data.cityscapes_labels). The benchmark has no official
+validation split: split_train_val draws a seeded one (see there).
+"""
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fcn.data import cityscapes_labels
+from fcn.imageio import ImageFileError, read_png_size, read_unchanged
+
+CLASS_NAMES = cityscapes_labels.CLASS_NAMES
+NUM_CLASSES = cityscapes_labels.NUM_CLASSES
+IGNORE_ID = cityscapes_labels.IGNORE_ID
+PALETTE = cityscapes_labels.PALETTE
+
+_IMAGE_NAME = re.compile(r"^\d{6}_10\.png$")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One frame: its image, its `semantic` label-id map (None for testing) and its name (<id6>_10)."""
+
+    image: Path
+    label: Path | None
+    name: str
+
+
+def list_samples(root, split: str = "training", check_sizes: bool = True) -> list[Sample]:
+    """All frames of a split, sorted by name, each with its `semantic` map (training only).
+
+    Raises ImageFileError naming the file for a missing or empty label map, or one whose size
+    differs from its image.
+    """
+    if split not in ("training", "testing"):
+        raise ValueError(f"split must be 'training' or 'testing', got {split!r}")
+    image_dir = Path(root) / split / "image_2"
+    images = sorted(p for p in image_dir.glob("*.png") if _IMAGE_NAME.match(p.name))
+    if not images:
+        raise FileNotFoundError(
+            f"{image_dir}: no <id6>_10.png images (expected the KITTI data_semantics layout)"
+        )
+    samples = []
+    for image in images:
+        label = image.parent.parent / "semantic" / image.name if split == "training" else None
+        if label is not None and check_sizes:
+            _check_pair(image, label)
+        samples.append(Sample(image, label, image.stem))
+    return samples
+
+
+def _check_pair(image: Path, label: Path) -> None:
+    if not label.exists():
+        raise ImageFileError(f"{label}: ground truth missing for image {image}")
+    label_size, image_size = read_png_size(label), read_png_size(image)
+    if label_size != image_size:
+        raise ImageFileError(
+            f"{label}: ground truth is {label_size} (HxW) but its image {image} is {image_size}"
+        )
+
+
+def read_label(path) -> np.ndarray:
+    """Read a `semantic` label-id map into train ids: (H, W) uint8 in [0, 19) or IGNORE_ID."""
+    label_ids = read_unchanged(path)
+    if label_ids.ndim != 2:
+        raise ImageFileError(f"{path}: label ids must be a single-channel image, got shape {label_ids.shape}")
+    try:
+        return cityscapes_labels.label_ids_to_train_ids(label_ids)
+    except ValueError as error:
+        raise ImageFileError(f"{path}: {error}") from error
+
+
+def split_train_val(samples: list[Sample], val_fraction: float = 0.2, seed: int = 0):
+    """Deterministic train/validation split (the benchmark defines none).
+
+    The frames are shuffled with numpy's default_rng(seed) and the first round(val_fraction * n) go to
+    validation; both parts are returned sorted by name. Same samples, fraction and seed -> same split.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    order = np.random.default_rng(seed).permutation(len(samples))
+    n_val = int(round(val_fraction * len(samples)))
+    val = [samples[i] for i in order[:n_val]]
+    train = [samples[i] for i in order[n_val:]]
+    return sorted(train, key=lambda s: s.name), sorted(val, key=lambda s: s.name)
