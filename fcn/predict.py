@@ -105,7 +105,7 @@ def evaluate_road(model, samples, image_size=None, progress=False) -> dict[str, 
 
 
 def evaluate_segmentation(model, samples, info, image_size=None, progress=False) -> dict:
-    """Per-class IoU, mean IoU and pixel accuracy of a model over labelled samples, at full resolution.
+    """Per-class IoU, mean IoU, pixel accuracy (and the confusion matrix) over labelled samples, at full size.
 
     Args:
         info: the dataset's DatasetInfo (label reader, class names).
@@ -114,4 +114,5 @@ def evaluate_segmentation(model, samples, info, image_size=None, progress=False)
     for sample in tqdm(samples, desc="evaluate", disable=not progress):
         probabilities = predict_probabilities(model, read_rgb(sample.image), image_size)
         confusion.update(info.read_label(sample.label), probabilities.argmax(-1))
-    return metrics.segmentation_scores(confusion.matrix, info.class_names)
+    scores = metrics.segmentation_scores(confusion.matrix, info.class_names)
+    return {**scores, "confusion_matrix": confusion.matrix.tolist()}

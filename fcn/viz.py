@@ -112,3 +112,53 @@ def plot_image_grid(rows: list[list[np.ndarray]], column_titles: list[str], row_
             axes[r, 0].set_ylabel(row_titles[r], fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_class_iou(scores: dict, title: str = "Per-class IoU") -> Figure:
+    """Horizontal bar chart of per-class IoU (from metrics.segmentation_scores), mean IoU as a line."""
+    names = list(scores["class_iou"])
+    values = [scores["class_iou"][n] for n in names]
+    fig = Figure(figsize=(6.5, 0.32 * len(names) + 1.2))
+    ax = fig.subplots()
+    bars = ax.barh(names, [0 if np.isnan(v) else v for v in values], color="#4c72b0")
+    for bar, value in zip(bars, values, strict=True):
+        label = "n/a" if np.isnan(value) else f"{100 * value:.1f}"
+        ax.text(bar.get_width() + 0.01, bar.get_y() + bar.get_height() / 2, label, va="center", fontsize=8)
+    ax.axvline(scores["mean_iou"], color="#c44e52", ls="--", label=f"mean IoU {100 * scores['mean_iou']:.1f}")
+    ax.set_xlim(0, 1.1)
+    ax.invert_yaxis()
+    ax.set_xlabel("IoU")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion_matrix(matrix: np.ndarray, class_names, title: str = "Confusion matrix") -> Figure:
+    """Heat map of the confusion matrix normalised per ground-truth row (recall on the diagonal)."""
+    matrix = np.asarray(matrix, np.float64)
+    rows = matrix.sum(axis=1, keepdims=True)
+    normalised = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
+    size = 0.42 * len(class_names) + 2
+    fig = Figure(figsize=(size + 1, size))
+    ax = fig.subplots()
+    image = ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    ticks = np.arange(len(class_names))
+    ax.set_xticks(ticks, class_names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(ticks, class_names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("ground truth")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    return fig
+
+
+def add_legend(fig: Figure, class_names, palette: np.ndarray, columns: int = 6) -> Figure:
+    """Add a colour legend (one patch per class) under a figure of overlays."""
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=np.asarray(colour) / 255, label=name) for name, colour in zip(class_names, palette, strict=True)]
+    fig.legend(handles=handles, loc="lower center", ncol=min(columns, len(handles)), fontsize=8,
+               bbox_to_anchor=(0.5, -0.02 - 0.04 * (len(handles) // columns)), frameon=False)
+    return fig

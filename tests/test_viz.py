@@ -206,3 +206,27 @@ def test_colorize_rejects_unknown_ids():
         viz.colorize(np.array([[0, 256]]), palette)
     with pytest.raises(ValueError, match="labels outside"):
         viz.colorize(np.array([[2, 1]]), palette)
+
+
+def test_plot_class_iou_bars_and_mean():
+    scores = {"class_iou": {"road": 0.9, "car": 0.5, "bus": float("nan")}, "mean_iou": 0.7}
+    fig = viz.plot_class_iou(scores)
+    widths = [bar.get_width() for bar in fig.axes[0].patches]
+    assert widths == [0.9, 0.5, 0]  # NaN (absent class) drawn empty, labelled n/a
+    assert [t.get_text() for t in fig.axes[0].texts] == ["90.0", "50.0", "n/a"]
+    assert fig.axes[0].lines[0].get_xdata()[0] == 0.7
+
+
+def test_plot_confusion_matrix_normalises_rows():
+    matrix = np.array([[3, 1], [0, 0]])
+    fig = viz.plot_confusion_matrix(matrix, ["a", "b"])
+    shown = fig.axes[0].images[0].get_array()
+    np.testing.assert_allclose(shown, [[0.75, 0.25], [0, 0]])  # an empty row stays 0, no NaN
+
+
+def test_add_legend_has_one_entry_per_class():
+    fig = viz.plot_image_grid([[np.zeros((4, 4, 3), np.uint8)]], ["x"])
+    palette = np.array([[255, 0, 0], [0, 255, 0]], np.uint8)
+    viz.add_legend(fig, ["road", "car"], palette)
+    legend = fig.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == ["road", "car"]

@@ -1,0 +1,54 @@
+"""Steps the multi-class notebooks share: choose the data explicitly, and build their figures."""
+
+from pathlib import Path
+
+import numpy as np
+
+from fcn import predict, viz
+from fcn.data import DatasetInfo, synthetic
+from fcn.imageio import read_rgb
+
+# Synthetic set sizes per dataset (fast, full) and the writer's other arguments.
+_SYNTHETIC = {
+    "camvid": (dict(train=8, val=4, test=0, height=120, width=160), dict(train=60, val=20, test=0)),
+    "cvc_kitti": (dict(train=8, val=4, height=94, width=310), dict(train=60, val=20, height=187, width=621)),
+    "kitti_semantics": (dict(train=12, test=1, scale=0.25), dict(train=80, test=4, scale=0.5)),
+    "cityscapes": (dict(train=8, val=4, height=128, width=256), dict(train=60, val=20)),
+}
+
+
+def prepare_data(dataset: str, data_dir, synthetic_dir, fast: bool) -> tuple[Path, bool]:
+    """(dataset root, is_synthetic). data_dir == "synthetic" writes synthetic data; a path must exist.
+
+    The choice is explicit: a missing real folder is an error, never a silent switch to synthetic data.
+    """
+    if str(data_dir) != "synthetic":
+        root = Path(data_dir)
+        if not root.is_dir():
+            raise FileNotFoundError(f"{root}: no such dataset folder (or pass 'synthetic')")
+        return root, False
+    if dataset not in _SYNTHETIC:
+        raise ValueError(f"no synthetic writer for {dataset!r}; choose from {sorted(_SYNTHETIC)}")
+    sizes = _SYNTHETIC[dataset][0 if fast else 1]
+    return synthetic.generate(dataset, synthetic_dir, seed=0, **sizes), True
+
+
+def overlay_figure(model, samples, info: DatasetInfo, image_size, with_truth: bool = True):
+    """Image | ground truth | prediction overlays for a few samples, with a class legend."""
+    rows, names = [], []
+    for sample in samples:
+        image = read_rgb(sample.image)
+        prediction = predict.predict_probabilities(model, image, image_size).argmax(-1)
+        row = [image]
+        if with_truth:
+            row.append(viz.overlay(image, info.read_label(sample.label), info.palette, alpha=0.6, skip_ids=()))
+        row.append(viz.overlay(image, prediction, info.palette, alpha=0.6, skip_ids=()))
+        rows.append(row)
+        names.append(getattr(sample, "name", Path(sample.image).stem))
+    titles = ["image"] + (["ground truth"] if with_truth else []) + ["prediction"]
+    return viz.add_legend(viz.plot_image_grid(rows, titles, names), info.class_names, info.palette)
+
+
+def class_names_present(scores: dict) -> list[str]:
+    """Classes with an IoU (present in ground truth or prediction)."""
+    return [name for name, value in scores["class_iou"].items() if not np.isnan(value)]
