@@ -43,6 +43,18 @@ def _decode(path, flags) -> np.ndarray:
     return image
 
 
+def check_label_pair(image, label, kind: str = "ground truth") -> None:
+    """Both files exist and the label has its image's size (from the PNG headers: cheap, no decoding)."""
+    image, label = Path(image), Path(label)
+    if not image.exists():
+        raise ImageFileError(f"{image}: image missing (listed for {kind} {label})")
+    if not label.exists():
+        raise ImageFileError(f"{label}: {kind} missing for image {image}")
+    label_size, image_size = read_png_size(label), read_png_size(image)
+    if label_size != image_size:
+        raise ImageFileError(f"{label}: {kind} is {label_size} (HxW) but its image {image} is {image_size}")
+
+
 def read_rgb(path) -> np.ndarray:
     """Decode a colour image. Returns (H, W, 3) uint8 RGB."""
     return cv2.cvtColor(_decode(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fcn.imageio import ImageFileError, read_png_size, read_unchanged
+from fcn.imageio import ImageFileError, check_label_pair, read_unchanged
 
 CLASS_NAMES = (
     "Sky",
@@ -74,7 +74,7 @@ def list_samples(root, split: str = "train", check_sizes: bool = True) -> list[S
     samples = [Sample(root / split / name, root / f"{split}annot" / name, Path(name).stem) for name in names]
     if check_sizes:
         for sample in samples:
-            _check_pair(sample)
+            check_label_pair(sample.image, sample.label, "annotation")
     return samples
 
 
@@ -101,18 +101,6 @@ def _names_from_folder(image_dir: Path) -> list[str]:
             f"{image_dir}: no PNG images and no list file (expected the SegNet CamVid layout)"
         )
     return names
-
-
-def _check_pair(sample: Sample) -> None:
-    if not sample.image.exists():
-        raise ImageFileError(f"{sample.image}: image missing (listed for annotation {sample.label})")
-    if not sample.label.exists():
-        raise ImageFileError(f"{sample.label}: annotation missing for image {sample.image}")
-    label_size, image_size = read_png_size(sample.label), read_png_size(sample.image)
-    if label_size != image_size:
-        raise ImageFileError(
-            f"{sample.label}: annotation is {label_size} (HxW) but its image {sample.image} is {image_size}"
-        )
 
 
 def label_ids_from_annotation(annotation: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from fcn.data import cityscapes_labels
-from fcn.imageio import ImageFileError, read_png_size, read_unchanged, write_png
+from fcn.imageio import ImageFileError, check_label_pair, read_unchanged, write_png
 
 CLASS_NAMES = cityscapes_labels.CLASS_NAMES
 NUM_CLASSES = cityscapes_labels.NUM_CLASSES
@@ -72,7 +72,7 @@ def list_samples(root, split: str = "train", check_sizes: bool = True) -> list[S
         stem = image.name[: -len(_IMAGE_SUFFIX)]
         sample = Sample(image, label_path(root, split, stem), stem)
         if check_sizes:
-            _check_pair(sample)
+            check_label_pair(sample.image, sample.label)
         samples.append(sample)
     return samples
 
@@ -95,16 +95,6 @@ def _check_split(split: str) -> str:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     return split
-
-
-def _check_pair(sample: Sample) -> None:
-    if not sample.label.exists():
-        raise ImageFileError(f"{sample.label}: ground truth missing for image {sample.image}")
-    label_size, image_size = read_png_size(sample.label), read_png_size(sample.image)
-    if label_size != image_size:
-        raise ImageFileError(
-            f"{sample.label}: ground truth is {label_size} (HxW) but its image {sample.image} is {image_size}"
-        )
 
 
 def read_label(path, categories: bool = False) -> np.ndarray:

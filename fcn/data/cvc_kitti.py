@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fcn.imageio import ImageFileError, read_png_size, read_rgb
+from fcn.imageio import check_label_pair, read_rgb
 
 CLASS_NAMES = (
     "Sky",
@@ -91,18 +91,8 @@ def list_samples(root, split: str = "train", check_sizes: bool = True) -> list[S
     samples = [Sample(image, folder / "GT" / image.name, image.stem) for image in images]
     if check_sizes:
         for sample in samples:
-            _check_pair(sample)
+            check_label_pair(sample.image, sample.label)
     return samples
-
-
-def _check_pair(sample: Sample) -> None:
-    if not sample.label.exists():
-        raise ImageFileError(f"{sample.label}: ground truth missing for image {sample.image}")
-    label_size, image_size = read_png_size(sample.label), read_png_size(sample.image)
-    if label_size != image_size:
-        raise ImageFileError(
-            f"{sample.label}: ground truth is {label_size} (HxW) but its image {sample.image} is {image_size}"
-        )
 
 
 def decode_cvc_colours(gt_rgb: np.ndarray) -> tuple[np.ndarray, int]:

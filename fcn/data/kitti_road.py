@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fcn.imageio import ImageFileError, read_png_size, read_rgb
+from fcn.imageio import check_label_pair, read_rgb
 
 CATEGORIES = ("um", "umm", "uu")
 CLASS_NAMES = ("not road", "road")
@@ -69,20 +69,11 @@ def list_samples(root, split: str = "training", check_sizes: bool = True) -> lis
             continue
         label = image.parent.parent / "gt_image_2" / gt_name(image.name) if split == "training" else None
         if label is not None and check_sizes:
-            _check_pair(image, label)
+            check_label_pair(image, label)
         samples.append(Sample(image, label, match.group(1), match.group(2)))
     if not samples:
         raise FileNotFoundError(f"{image_dir}: no KITTI Road images (<um|umm|uu>_<id>.png)")
     return samples
-
-
-def _check_pair(image: Path, label: Path) -> None:
-    if not label.exists():
-        raise ImageFileError(f"{label}: ground truth missing for image {image}")
-    if read_png_size(label) != read_png_size(image):
-        raise ImageFileError(
-            f"{label}: ground truth is {read_png_size(label)} (HxW) but its image {image} is {read_png_size(image)}"
-        )
 
 
 def label_ids_from_gt(gt_rgb: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from fcn.data import cityscapes_labels
-from fcn.imageio import ImageFileError, read_png_size, read_unchanged
+from fcn.imageio import ImageFileError, check_label_pair, read_unchanged
 
 CLASS_NAMES = cityscapes_labels.CLASS_NAMES
 NUM_CLASSES = cityscapes_labels.NUM_CLASSES
@@ -54,19 +54,9 @@ def list_samples(root, split: str = "training", check_sizes: bool = True) -> lis
     for image in images:
         label = image.parent.parent / "semantic" / image.name if split == "training" else None
         if label is not None and check_sizes:
-            _check_pair(image, label)
+            check_label_pair(image, label)
         samples.append(Sample(image, label, image.stem))
     return samples
-
-
-def _check_pair(image: Path, label: Path) -> None:
-    if not label.exists():
-        raise ImageFileError(f"{label}: ground truth missing for image {image}")
-    label_size, image_size = read_png_size(label), read_png_size(image)
-    if label_size != image_size:
-        raise ImageFileError(
-            f"{label}: ground truth is {label_size} (HxW) but its image {image} is {image_size}"
-        )
 
 
 def read_label(path) -> np.ndarray:
