@@ -237,6 +237,7 @@ def _image_histograms(gt_path: Path, result_path: Path) -> tuple[np.ndarray, np.
 
 # The 7 Cityscapes categories that contain evaluated classes ("void" has none), in the official order, and
 # the category index of each of the 19 training ids, both from the one label table of the project.
+CITYSCAPES_CLASS_NAMES = tuple(cityscapes_labels.CLASS_NAMES)
 CITYSCAPES_CATEGORIES = cityscapes_labels.CATEGORIES
 CITYSCAPES_CATEGORY_OF_TRAIN_ID = tuple(
     int(category)
@@ -362,6 +363,10 @@ def format_segmentation_table(scores: dict) -> str:
         "frequency-weighted IoU": "frequency_weighted_iou",
     }
     lines += [f"{label:<{width}}{_percent(scores[key])}" for label, key in summary.items()]
+    if "category_iou" in scores:
+        lines.append("-" * (width + 18))
+        lines += [f"{'category ' + name:<{width}}{_percent(iou)}" for name, iou in scores["category_iou"].items()]
+        lines.append(f"{'mean category IoU':<{width}}{_percent(scores['mean_category_iou'])}")
     return "\n".join(lines)
 
 

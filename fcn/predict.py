@@ -115,4 +115,10 @@ def evaluate_segmentation(model, samples, info, image_size=None, progress=False)
         probabilities = predict_probabilities(model, read_rgb(sample.image), image_size)
         confusion.update(info.read_label(sample.label), probabilities.argmax(-1))
     scores = metrics.segmentation_scores(confusion.matrix, info.class_names)
+    if info.class_names == metrics.CITYSCAPES_CLASS_NAMES:
+        # Cityscapes-labelled data (Cityscapes, KITTI semantics) also gets the official 7 category scores.
+        categories = metrics.category_confusion(confusion.matrix, metrics.CITYSCAPES_CATEGORY_OF_TRAIN_ID)
+        category_scores = metrics.segmentation_scores(categories, metrics.CITYSCAPES_CATEGORIES)
+        scores["category_iou"] = category_scores["class_iou"]
+        scores["mean_category_iou"] = category_scores["mean_iou"]
     return {**scores, "confusion_matrix": confusion.matrix.tolist()}

@@ -9,8 +9,10 @@ import json
 import numpy as np
 import pytest
 
-from fcn import cli, experiment
-from fcn.data import get_dataset
+from fcn import cli, experiment, metrics, predict
+from fcn.data import cityscapes, get_dataset
+from fcn.imageio import read_rgb
+from fcn.model import build_fcn8
 from fcn.train import fast_config, train
 
 
@@ -43,3 +45,17 @@ def test_train_then_evaluate_segmentation_cli(kitti_semantics_root, tmp_path, ca
     matrix = np.array(scores["confusion_matrix"])
     assert matrix.shape == (19, 19) and matrix.sum() == labelled
     assert scores["pixel_accuracy"] == pytest.approx(np.trace(matrix) / labelled)
+    # Category IoU = IoU of the block-summed matrix (flat = road + sidewalk, ...).
+    flat = matrix[:2, :2].sum()
+    flat_iou = flat / (matrix[:2].sum() + matrix[:, :2].sum() - flat)
+    assert list(scores["category_iou"]) == list(metrics.CITYSCAPES_CATEGORIES)
+    assert scores["category_iou"]["flat"] == pytest.approx(flat_iou)
+
+
+def test_full_resolution_cityscapes_inference(cityscapes_root):
+    # 2048x1024 frames: the network runs at the training size, the probabilities come back at full size.
+    sample = cityscapes.list_samples(cityscapes_root, "train")[0]
+    model = build_fcn8(19, encoder="vgg16_mini", weights=None)
+    probabilities = predict.predict_probabilities(model, read_rgb(sample.image), (128, 256))
+    assert probabilities.shape == (1024, 2048, 19)
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-4)
