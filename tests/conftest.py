@@ -72,3 +72,22 @@ def cityscapes_root(shared_data) -> Path:
 def cityscapes_tiny_root(shared_data) -> Path:
     """One 256x128 pseudo-Cityscapes val frame with labelIds, labelTrainIds and instanceIds."""
     return _require(shared_data / "cityscapes_tiny")
+
+
+def check_training_batches(config, num_classes: int, expected_counts=None):
+    """Build a config's train and val datasets and check one batch of each: shapes and label values.
+
+    Returns the (train, val) sample lists.
+    """
+    import numpy as np
+
+    from fcn.train import build_datasets
+
+    train_ds, val_ds, train, val = build_datasets(config)
+    if expected_counts is not None:
+        assert (len(train), len(val)) == expected_counts
+    for images, labels in [next(iter(train_ds)), next(iter(val_ds))]:
+        assert images.shape[1:] == (*config.image_size, 3) and labels.shape[1:] == config.image_size
+        values = set(np.unique(labels.numpy()).tolist())
+        assert values <= set(range(num_classes)) | {255} and len(values) > 1
+    return train, val

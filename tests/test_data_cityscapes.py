@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as official_eval
 from cityscapesscripts.helpers import labels as official_labels
+from conftest import check_training_batches
 
 from fcn.data import cityscapes, cityscapes_labels, get_dataset
 from fcn.imageio import ImageFileError, read_unchanged, write_png
-from fcn.train import build_datasets, fast_config
+from fcn.train import fast_config
 
 README_TRAIN_TO_ID = (
     "0:7 1:8 2:11 3:12 4:13 5:17 6:19 7:20 8:21 9:22 10:23 11:24 12:25 13:26 14:27 15:28 16:31 17:32 18:33"
@@ -193,9 +194,4 @@ def test_batches_through_the_training_pipeline(cityscapes_root, cityscapes_tiny_
     config = fast_config(
         dataset="cityscapes", data_dir=str(root), image_size=(64, 128), max_train_images=2, max_val_images=2
     )
-    train_ds, val_ds, train, val = build_datasets(config)
-    assert len(train) == 2 and len(val) == 1
-    for images, labels in [next(iter(train_ds)), next(iter(val_ds))]:
-        assert images.shape[1:] == (64, 128, 3) and labels.shape[1:] == (64, 128)
-        values = set(np.unique(labels.numpy()).tolist())
-        assert values <= set(range(cityscapes.NUM_CLASSES)) | {255} and len(values) > 1
+    check_training_batches(config, cityscapes.NUM_CLASSES, expected_counts=(2, 1))

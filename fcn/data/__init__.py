@@ -42,47 +42,19 @@ def _official_train_val(reader):
     return list_train_val
 
 
+def _info(name, reader, list_train_val, default_data_dir) -> DatasetInfo:
+    # Every reader module exposes CLASS_NAMES, PALETTE and read_label under the same names.
+    return DatasetInfo(name, tuple(reader.CLASS_NAMES), reader.PALETTE, reader.read_label, list_train_val,
+                       default_data_dir)
+
+
 DATASETS = {
-    "kitti_road": DatasetInfo(
-        name="kitti_road",
-        class_names=kitti_road.CLASS_NAMES,
-        palette=kitti_road.PALETTE,
-        read_label=kitti_road.read_label,
-        list_train_val=_kitti_road_train_val,
-        default_data_dir="data/kitti_road/data_road",
-    ),
-    "camvid": DatasetInfo(
-        name="camvid",
-        class_names=camvid.CLASS_NAMES,
-        palette=camvid.PALETTE,
-        read_label=camvid.read_label,
-        list_train_val=_official_train_val(camvid),
-        default_data_dir="data/camvid",
-    ),
-    "cvc_kitti": DatasetInfo(
-        name="cvc_kitti",
-        class_names=cvc_kitti.CLASS_NAMES,
-        palette=cvc_kitti.PALETTE,
-        read_label=cvc_kitti.read_label,
-        list_train_val=_official_train_val(cvc_kitti),
-        default_data_dir="data/kitti_semantic_cvc",
-    ),
-    "kitti_semantics": DatasetInfo(
-        name="kitti_semantics",
-        class_names=kitti_semantics.CLASS_NAMES,
-        palette=kitti_semantics.PALETTE,
-        read_label=kitti_semantics.read_label,
-        list_train_val=_kitti_semantics_train_val,
-        default_data_dir="data/kitti_semantics/data_semantics",
-    ),
-    "cityscapes": DatasetInfo(
-        name="cityscapes",
-        class_names=cityscapes.CLASS_NAMES,
-        palette=cityscapes.PALETTE,
-        read_label=cityscapes.read_label,
-        list_train_val=_official_train_val(cityscapes),
-        default_data_dir="data/cityscapes",
-    ),
+    "kitti_road": _info("kitti_road", kitti_road, _kitti_road_train_val, "data/kitti_road/data_road"),
+    "camvid": _info("camvid", camvid, _official_train_val(camvid), "data/camvid"),
+    "cvc_kitti": _info("cvc_kitti", cvc_kitti, _official_train_val(cvc_kitti), "data/kitti_semantic_cvc"),
+    "kitti_semantics": _info("kitti_semantics", kitti_semantics, _kitti_semantics_train_val,
+                             "data/kitti_semantics/data_semantics"),
+    "cityscapes": _info("cityscapes", cityscapes, _official_train_val(cityscapes), "data/cityscapes"),
 }
 
 

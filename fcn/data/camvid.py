@@ -9,11 +9,11 @@ with split train, val or test (the official SegNet split: 367 / 101 / 233 frames
 exists it defines the split and its order; otherwise every PNG of <split>/ is used, sorted.
 """
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from fcn.data.frame import Frame
 from fcn.imageio import ImageFileError, check_label_pair, read_unchanged
 
 CLASS_NAMES = (
@@ -52,13 +52,7 @@ PALETTE = np.array(
 SPLITS = ("train", "val", "test")
 
 
-@dataclass(frozen=True)
-class Sample:
-    """One frame: its image, its annotation and its name (file stem)."""
-
-    image: Path
-    label: Path
-    name: str
+Sample = Frame
 
 
 def list_samples(root, split: str = "train", check_sizes: bool = True) -> list[Sample]:

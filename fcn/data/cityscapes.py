@@ -17,12 +17,12 @@ Memory: prediction runs at the training size and the (H, W, C) probabilities are
 """
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from fcn.data import cityscapes_labels
+from fcn.data.frame import Frame
 from fcn.imageio import ImageFileError, check_label_pair, read_unchanged, write_png
 
 CLASS_NAMES = cityscapes_labels.CLASS_NAMES
@@ -37,13 +37,8 @@ _LABEL_SUFFIX = "_gtFine_labelIds.png"
 _STEM = re.compile(r"^([a-z][a-z0-9-]*)_(\d{6})_(\d{6})")
 
 
-@dataclass(frozen=True)
-class Sample:
-    """One frame: its image, its gtFine labelIds file and its stem (<city>_<seq>_<frame>)."""
-
-    image: Path
-    label: Path
-    name: str
+class Sample(Frame):
+    """A Cityscapes frame; its name is the stem <city>_<seq>_<frame>."""
 
     @property
     def city(self) -> str:

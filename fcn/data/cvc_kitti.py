@@ -9,11 +9,11 @@ colours outside the map become IGNORE_ID and are counted and logged, never silen
 """
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from fcn.data.frame import Frame
 from fcn.imageio import check_label_pair, read_rgb
 
 CLASS_NAMES = (
@@ -65,13 +65,7 @@ _SORTED_KEYS = _KEYS[_ORDER]
 _SORTED_IDS = np.array([IGNORE_ID if i == VOID else i for i in _ORDER], dtype=np.uint8)
 
 
-@dataclass(frozen=True)
-class Sample:
-    """One frame: its image, its colour ground truth and its name (file stem)."""
-
-    image: Path
-    label: Path
-    name: str
+Sample = Frame
 
 
 def list_samples(root, split: str = "train", check_sizes: bool = True) -> list[Sample]:

@@ -11,12 +11,12 @@ validation split: split_train_val draws a seeded one (see there).
 """
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from fcn.data import cityscapes_labels
+from fcn.data.frame import Frame
 from fcn.imageio import ImageFileError, check_label_pair, read_unchanged
 
 CLASS_NAMES = cityscapes_labels.CLASS_NAMES
@@ -27,13 +27,7 @@ PALETTE = cityscapes_labels.PALETTE
 _IMAGE_NAME = re.compile(r"^\d{6}_10\.png$")
 
 
-@dataclass(frozen=True)
-class Sample:
-    """One frame: its image, its `semantic` label-id map (None for testing) and its name (<id6>_10)."""
-
-    image: Path
-    label: Path | None
-    name: str
+Sample = Frame
 
 
 def list_samples(root, split: str = "training", check_sizes: bool = True) -> list[Sample]:
