@@ -1,3 +1,9 @@
 """fcn: Fully Convolutional Networks (Long, Shelhamer & Darrell, CVPR 2015) for street scenes, in Keras."""
 
+from fcn import _quiet_tensorflow
+
 __version__ = "0.1.0"
+
+# TensorFlow's C++ start-up lines (CUDA probing on a CPU machine, oneDNN and CPU-feature notes) are noise
+# for a person: they filled the top of every command's stderr and a red box under each notebook's imports.
+_quiet_tensorflow.import_tensorflow()

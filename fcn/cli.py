@@ -9,12 +9,8 @@
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
-
-# Keep TensorFlow's C++ start-up chatter out of command output (set before TensorFlow is imported).
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def parse_image_size(text: str) -> tuple[int, int]:
