@@ -9,17 +9,49 @@
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 
 def parse_image_size(text: str) -> tuple[int, int]:
-    """'160x576' -> (160, 576): height x width."""
+    """'160x576' -> (160, 576): height x width, each at least 32 (the network's stride)."""
     try:
         height, width = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"image size must look like HEIGHTxWIDTH, e.g. 160x576, got {text!r}") from None
+    if min(height, width) < 32:
+        raise argparse.ArgumentTypeError(f"image size must be at least 32x32, got {text!r}")
     return height, width
+
+
+def positive_int(text: str) -> int:
+    """An integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text!r}")
+    return value
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with usage mistakes reported in one line (the usage text is one --help away)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _add_train(sub):
@@ -28,15 +60,15 @@ def _add_train(sub):
     p.add_argument("--data-dir", required=True, help="dataset root, e.g. .../data_road")
     p.add_argument("--run-dir", required=True, help="output folder of this run (rerun to resume)")
     p.add_argument("--fast", action="store_true", help="tiny CPU mode: light encoder, small images, 8 images")
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=positive_int)
     p.add_argument("--image-size", type=parse_image_size, help="HEIGHTxWIDTH the images are resized to")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--learning-rate", type=positive_float)
     p.add_argument("--encoder", choices=["vgg16", "vgg16_mini"])
     p.add_argument("--weights", help="'imagenet', a VGG16 weights file, or 'none' (random init)")
     p.add_argument("--val-fraction", type=float)
-    p.add_argument("--max-train-images", type=int)
-    p.add_argument("--max-val-images", type=int)
+    p.add_argument("--max-train-images", type=positive_int)
+    p.add_argument("--max-val-images", type=positive_int)
     p.add_argument("--exclude-frames-in", metavar="DIR",
                    help="keep frames whose file names appear in DIR (e.g. a held-out test copy) out of the run")
     p.add_argument("--class-balancing", action="store_true", default=None,
@@ -88,11 +120,11 @@ def _add_demo(sub):
     p.add_argument("--data-dir", help="a KITTI data_road folder (default: generate synthetic data)")
     p.add_argument("--run-dir", default="runs/demo")
     p.add_argument("--figures-dir", default="figures/demo")
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--epochs", type=positive_int, default=None)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fcn", description=__doc__,
+    parser = OneLineParser(prog="fcn", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_demo, _add_synth, _add_train, _add_predict, _add_evaluate):
@@ -119,13 +151,34 @@ def run_train(args) -> None:
 
 
 def run_predict(args) -> None:
-    from fcn import predict
+    from fcn import modelfile, predict
+    from fcn.data import DATASETS
 
+    images = predict.list_images(args.input)
+    _check_output_folder(args.output)
     model = predict.load_model(args.model)
     image_size = args.image_size or predict.run_image_size(args.model)
-    written = predict.write_predictions(model, predict.list_images(args.input), args.output, image_size,
-                                        args.format)
+    info = modelfile.read_info(args.model)
+    options = {}
+    if args.format == "devkit":
+        options["road_id"] = predict.road_class_of(args.model, model)
+    elif info is not None and info["dataset"] in DATASETS:
+        options["palette"] = DATASETS[info["dataset"]].palette
+    elif model.output_shape[-1] != 2:
+        raise ValueError(f"{args.model}: no fcn description in the model file, so its class colours are unknown")
+    where = f"{image_size[0]}x{image_size[1]}" if image_size else "each image's own size"
+    print(f"running the network at {where} ({'--image-size' if args.image_size else 'from the model file'})")
+    written = predict.write_predictions(model, images, args.output, image_size, args.format, **options)
     print(f"wrote {len(written)} files to {args.output}")
+
+
+def _check_output_folder(path) -> None:
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path}: output path is a file, not a folder")
+    parent = next(p for p in [path, *path.parents] if p.exists())
+    if not os.access(parent, os.W_OK):
+        raise PermissionError(f"{parent}: not writable, so {path} cannot be written")
 
 
 def run_evaluate(args) -> None:
@@ -150,6 +203,7 @@ def run_evaluate_segmentation(args) -> None:
     info = get_dataset(args.dataset)
     train, val = info.list_train_val(args.data_dir, args.val_fraction, args.seed)
     model = predict.load_model(args.model)
+    predict.check_model_classes(args.model, model, info)
     image_size = args.image_size or predict.run_image_size(args.model)
     scores = predict.evaluate_segmentation(model, train if args.split == "train" else val, info, image_size,
                                            progress=not args.json)
@@ -187,17 +241,35 @@ def main(argv=None) -> int:
     except Exception as error:
         if not _is_input_error(error):
             raise
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+        print(f"error: {_one_line(error)}", file=sys.stderr)
+    else:
+        return 0
+    _stop_input_threads()
+    return 1
+
+
+def _stop_input_threads() -> None:
+    # The failed step's tf.data iterator is still alive in the traceback's frames, with threads that call
+    # into Python; left to interpreter shutdown they abort the process (SIGABRT). Destroy it now.
+    import gc
+
+    sys.last_traceback = sys.last_value = None
+    gc.collect()
 
 
 def _is_input_error(error: Exception) -> bool:
     # Bad files and arguments get one clear line; a bug still shows its traceback.
-    if isinstance(error, (FileNotFoundError, ValueError, RuntimeError)):
+    if isinstance(error, (OSError, ValueError, RuntimeError)):
         return True
     tf = sys.modules.get("tensorflow")
     return tf is not None and isinstance(error, tf.errors.OpError)
+
+
+def _one_line(error: Exception) -> str:
+    # A bad file met inside tf.data arrives as a TensorFlow error; show the file and the problem only.
+    from fcn.data import pipeline
+
+    return str(pipeline.input_error(error) or error).strip().splitlines()[0]
 
 
 if __name__ == "__main__":

@@ -1,36 +1,95 @@
-"""Inference: class probabilities at each image's own size, devkit result files, overlays, validation scores."""
+"""Inference: class probabilities at each image's own size, devkit result files, overlays, validation scores.
+
+A model file says what it was trained for (fcn/modelfile.py): the size it runs at and its classes. Both are
+used and checked here, so the same file gives the same scores wherever it is copied, and a model is never
+scored against data with other classes.
+"""
 
 import json
 from pathlib import Path
 
+import cv2
 import keras
 import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-import fcn.losses  # noqa: F401 - registers the custom loss and metric for load_model
-import fcn.model  # noqa: F401 - registers the custom layers for load_model
-from fcn import metrics, viz
-from fcn.data import kitti_road
-from fcn.imageio import read_rgb, write_png
+from fcn import metrics, modelfile, viz
+from fcn.data import DatasetInfo, kitti_road
+from fcn.imageio import ImageFileError, read_png_size, read_rgb, write_png
 
 OUTPUT_FORMATS = ("devkit", "overlay", "labels")
+# Memory limits. Results are upsampled one class at a time, so an image costs about 16 bytes per pixel
+# beside the model: 100 megapixels (e.g. 10000x10000) stay under 2 GB. Running the network itself at an
+# image's own size (no image_size) is limited to what fits comfortably: 4 megapixels.
+MAX_IMAGE_PIXELS = 100_000_000
+MAX_NETWORK_PIXELS = 4_000_000
 
 
 def load_model(path) -> keras.Model:
-    """Load a saved .keras FCN (for inference: not compiled)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: model file not found")
-    return keras.saving.load_model(path, compile=False)
+    """Load a saved .keras FCN (for inference: not compiled); a corrupt file is reported as corrupt."""
+    return modelfile.load_model(path)
 
 
 def run_image_size(model_path) -> tuple[int, int] | None:
-    """The training image size recorded in the run folder beside a model (config.json), if any."""
+    """The image size a model runs at: recorded in the model file (or, for older files, the run's config.json)."""
+    info = modelfile.read_info(model_path)
+    if info is not None:
+        return tuple(info["image_size"])
     config = Path(model_path).parent / "config.json"
     if not config.is_file():
         return None
     return tuple(json.loads(config.read_text())["image_size"])
+
+
+def check_model_classes(model_path, model: keras.Model, dataset: DatasetInfo) -> None:
+    """The model scores the dataset's classes, in its order; otherwise a ValueError says what differs."""
+    info = modelfile.read_info(model_path)
+    outputs = model.output_shape[-1]
+    if outputs != dataset.num_classes:
+        trained = f" (trained on {info['dataset']})" if info else ""
+        raise ValueError(f"{model_path}: the model has {outputs} classes{trained} but {dataset.name} has "
+                         f"{dataset.num_classes} ({', '.join(dataset.class_names)})")
+    if info is not None and tuple(info["class_names"]) != dataset.class_names:
+        raise ValueError(f"{model_path}: the model's classes ({', '.join(info['class_names'])}, trained on "
+                         f"{info['dataset']}) are not {dataset.name}'s ({', '.join(dataset.class_names)})")
+
+
+def road_class_of(model_path, model: keras.Model) -> int:
+    """The output channel that means KITTI road; a ValueError for a model that has none."""
+    info = modelfile.read_info(model_path)
+    if info is not None and info.get("road_class") is not None:
+        return int(info["road_class"])
+    what = f"trained on {info['dataset']}" if info else f"{model.output_shape[-1]} classes, no fcn description"
+    raise ValueError(f"{model_path}: not a KITTI Road model ({what}); road results need a model trained with "
+                     "--dataset kitti_road")
+
+
+def check_image_size(path, image_size) -> None:
+    """Refuse images too large to predict within the memory limits above (from the PNG header if possible)."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        return
+    height, width = read_png_size(path)
+    limit = MAX_IMAGE_PIXELS if image_size is not None else MAX_NETWORK_PIXELS
+    if height * width > limit:
+        hint = "" if image_size is not None else "; pass --image-size to run the network at a smaller size"
+        raise ImageFileError(f"{path}: {height}x{width} pixels is over the limit of {limit:,} pixels{hint}")
+
+
+def predict_scores(model: keras.Model, image: np.ndarray, image_size=None) -> np.ndarray:
+    """Softmax probabilities at the size the network runs at: (h, w, C) float32 (image_size, or the image's)."""
+    x = tf.convert_to_tensor(image[None], tf.float32)
+    if image_size is not None:
+        x = tf.image.resize(x, image_size, method="bilinear")
+    return tf.nn.softmax(model(x, training=False), axis=-1)[0].numpy()
+
+
+def _upsample(channel: np.ndarray, shape) -> np.ndarray:
+    # Bilinear with half-pixel centres (as tf.image.resize), one channel at a time to bound memory.
+    if channel.shape == tuple(shape):
+        return channel
+    return cv2.resize(channel, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
 def predict_probabilities(model: keras.Model, image: np.ndarray, image_size=None) -> np.ndarray:
@@ -40,15 +99,29 @@ def predict_probabilities(model: keras.Model, image: np.ndarray, image_size=None
         image: (H, W, 3) uint8 RGB. image_size: (h, w) the model was trained at; the image is resized to it
             and the probabilities resized back (bilinear). None runs at the image's own size.
     Returns:
-        (H, W, C) float32.
+        (H, W, C) float32. Needs 4 * C bytes per pixel: for large images use predict_labels or
+        predict_road_confidence, which keep one class at a time.
     """
-    x = tf.convert_to_tensor(image[None], tf.float32)
-    if image_size is not None:
-        x = tf.image.resize(x, image_size, method="bilinear")
-    probabilities = tf.nn.softmax(model(x, training=False), axis=-1)
-    if image_size is not None:
-        probabilities = tf.image.resize(probabilities, image.shape[:2], method="bilinear")
-    return probabilities[0].numpy()
+    scores = predict_scores(model, image, image_size)
+    return np.stack([_upsample(scores[..., c], image.shape[:2]) for c in range(scores.shape[-1])], axis=-1)
+
+
+def predict_labels(model: keras.Model, image: np.ndarray, image_size=None) -> np.ndarray:
+    """The most probable class of each pixel at the image's own size: (H, W) uint8 (memory: 9 bytes/pixel)."""
+    scores = predict_scores(model, image, image_size)
+    best = np.full(image.shape[:2], -np.inf, np.float32)
+    labels = np.zeros(image.shape[:2], np.uint8)
+    for c in range(scores.shape[-1]):
+        channel = _upsample(scores[..., c], image.shape[:2])
+        better = channel > best
+        labels[better], best[better] = c, channel[better]
+    return labels
+
+
+def predict_road_confidence(model: keras.Model, image: np.ndarray, image_size=None, road_id: int = 1) -> np.ndarray:
+    """8-bit road confidence at the image's own size (the KITTI devkit's result format): (H, W) uint8."""
+    scores = predict_scores(model, image, image_size)
+    return road_confidence(_upsample(scores[..., road_id], image.shape[:2])[..., None], road_id=0)
 
 
 def road_confidence(probabilities: np.ndarray, road_id: int = 1) -> np.ndarray:
@@ -59,6 +132,8 @@ def road_confidence(probabilities: np.ndarray, road_id: int = 1) -> np.ndarray:
 def list_images(input_dir) -> list[Path]:
     """PNG and JPEG files of a folder, sorted (errors if there are none)."""
     input_dir = Path(input_dir)
+    if not input_dir.is_dir():
+        raise FileNotFoundError(f"{input_dir}: input folder not found")
     images = sorted(p for p in input_dir.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
     if not images:
         raise FileNotFoundError(f"{input_dir}: no .png or .jpg images")
@@ -66,7 +141,7 @@ def list_images(input_dir) -> list[Path]:
 
 
 def write_predictions(model, image_paths, output_dir, image_size=None, output_format="devkit",
-                      palette=kitti_road.PALETTE, progress=True) -> list[Path]:
+                      palette=kitti_road.PALETTE, progress=True, road_id: int = 1) -> list[Path]:
     """Predict every image and write one file per image.
 
     devkit: 8-bit road confidence named like the gt (um_000000.png -> um_road_000000.png), ready for
@@ -74,22 +149,26 @@ def write_predictions(model, image_paths, output_dir, image_size=None, output_fo
     """
     if output_format not in OUTPUT_FORMATS:
         raise ValueError(f"output format must be one of {OUTPUT_FORMATS}, got {output_format!r}")
-    written = []
-    for path in tqdm(list(image_paths), desc="predict", disable=not progress):
-        image = read_rgb(path)
-        probabilities = predict_probabilities(model, image, image_size)
+    image_paths = list(image_paths)
+    for path in image_paths:  # names and sizes are checked before any work
+        check_image_size(path, image_size)
         if output_format == "devkit":
-            target, array = Path(output_dir) / kitti_road.gt_name(Path(path).name), road_confidence(probabilities)
-        elif output_format == "overlay":
-            target = Path(output_dir) / Path(path).with_suffix(".png").name
-            array = viz.overlay(image, probabilities.argmax(-1), palette)
+            kitti_road.gt_name(Path(path).name)
+    written = []
+    for path in tqdm(image_paths, desc="predict", disable=not progress):
+        image = read_rgb(path)
+        if output_format == "devkit":
+            target = Path(output_dir) / kitti_road.gt_name(Path(path).name)
+            array = predict_road_confidence(model, image, image_size, road_id)
         else:
-            target, array = Path(output_dir) / Path(path).with_suffix(".png").name, probabilities.argmax(-1)
+            target = Path(output_dir) / Path(path).with_suffix(".png").name
+            labels = predict_labels(model, image, image_size)
+            array = viz.overlay(image, labels, palette) if output_format == "overlay" else labels
         written.append(write_png(target, array.astype(np.uint8)))
     return written
 
 
-def evaluate_road(model, samples, image_size=None, progress=False) -> dict[str, dict]:
+def evaluate_road(model, samples, image_size=None, progress=False, road_id: int = 1) -> dict[str, dict]:
     """KITTI devkit scores (MaxF, AP, ...) of a model on labelled KITTI Road samples, per <cat>_road category.
 
     Probabilities are computed at each image's full size, as the benchmark requires.
@@ -97,7 +176,7 @@ def evaluate_road(model, samples, image_size=None, progress=False) -> dict[str, 
     histograms = {}
     for sample in tqdm(samples, desc="evaluate", disable=not progress):
         road, valid = metrics.road_gt_masks(read_rgb(sample.label))
-        confidence = road_confidence(predict_probabilities(model, read_rgb(sample.image), image_size))
+        confidence = predict_road_confidence(model, read_rgb(sample.image), image_size, road_id)
         pos, neg = metrics.confidence_histograms(confidence, road, valid)
         total = histograms.setdefault(f"{sample.category}_road", [0, 0])
         total[0], total[1] = total[0] + pos, total[1] + neg
@@ -110,10 +189,11 @@ def evaluate_segmentation(model, samples, info, image_size=None, progress=False)
     Args:
         info: the dataset's DatasetInfo (label reader, class names).
     """
+    if model.output_shape[-1] != info.num_classes:
+        raise ValueError(f"the model has {model.output_shape[-1]} classes but {info.name} has {info.num_classes}")
     confusion = metrics.ConfusionMatrix(info.num_classes)
     for sample in tqdm(samples, desc="evaluate", disable=not progress):
-        probabilities = predict_probabilities(model, read_rgb(sample.image), image_size)
-        confusion.update(info.read_label(sample.label), probabilities.argmax(-1))
+        confusion.update(info.read_label(sample.label), predict_labels(model, read_rgb(sample.image), image_size))
     scores = metrics.segmentation_scores(confusion.matrix, info.class_names)
     if info.class_names == metrics.CITYSCAPES_CLASS_NAMES:
         # Cityscapes-labelled data (Cityscapes, KITTI semantics) also gets the official 7 category scores.

@@ -1,28 +1,30 @@
-"""Training: a thin layer over `model.fit` that gives every run its own folder.
+"""Training: a thin layer over `model.fit` that gives every run its own folder and survives crashes.
 
-    runs/<name>/config.json    the TrainConfig of the run
-    runs/<name>/history.csv    one row per epoch (appended when a run resumes)
-    runs/<name>/best.keras     the model with the lowest validation loss so far
-    runs/<name>/final.keras    the model after the last epoch
-    runs/<name>/backup/        BackupAndRestore state: rerunning the same command resumes after a crash
-    runs/<name>/logs/          TensorBoard
+See fcn/runs.py for the files of a run. Rerunning the same command resumes an interrupted run at the
+epoch after its last finished one, with the data order and augmentation that epoch would have had; a
+finished run says so (pass a larger --epochs to continue it).
 """
 
 import contextlib
 import dataclasses
+import gc
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 
-from fcn.data import get_dataset
+from fcn import modelfile
+from fcn.data import get_dataset, pipeline
 from fcn.data.class_weights import cached_median_frequency_weights
 from fcn.data.pipeline import Augmentation, make_dataset
 from fcn.imageio import write_bytes_atomic
 from fcn.losses import MaskedSparseCrossEntropy, PixelAccuracy
-from fcn.model import build_fcn8
+from fcn.model import ENCODERS, build_fcn8
+from fcn.runs import RunFolder, RunState
 
 
 @dataclass
@@ -54,11 +56,38 @@ class TrainConfig:
     notes: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        # Every setting is checked here, before any work starts, with a message naming it.
         self.image_size = tuple(int(v) for v in self.image_size)
         if len(self.image_size) != 2 or min(self.image_size) < 32:
             raise ValueError(f"image_size must be (height, width), each at least 32, got {self.image_size}")
-        if self.batch_size < 1 or self.epochs < 1:
-            raise ValueError("batch_size and epochs must be positive")
+        for name in ("batch_size", "epochs"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("max_train_images", "max_val_images"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1 (or None for all), got {getattr(self, name)}")
+        if not (math.isfinite(self.learning_rate) and 0 < self.learning_rate < 1):
+            raise ValueError(f"learning_rate must be in (0, 1), got {self.learning_rate}")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        get_dataset(self.dataset)  # unknown names raise, listing the known ones
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder {self.encoder!r}; choose from {sorted(ENCODERS)}")
+        if self.weights is not None and self.encoder != "vgg16":
+            raise ValueError(f"pretrained weights exist only for encoder 'vgg16', not {self.encoder!r}")
+
+    def check_paths(self) -> None:
+        """The files and folders the run reads and writes are usable (checked when training starts)."""
+        if self.weights not in (None, "imagenet") and not Path(self.weights).is_file():
+            raise FileNotFoundError(f"{self.weights}: VGG16 weights file not found")
+        if not Path(self.data_dir).is_dir():
+            raise FileNotFoundError(f"{self.data_dir}: dataset folder not found")
+        run_dir = Path(self.run_dir)
+        if run_dir.exists() and not run_dir.is_dir():
+            raise ValueError(f"{run_dir}: the run folder's path is a file")
+        parent = next(p for p in [run_dir, *run_dir.parents] if p.exists())
+        if not os.access(parent, os.W_OK):
+            raise PermissionError(f"{parent}: not writable, so the run folder {run_dir} cannot be written")
 
     def save(self, path) -> None:
         write_bytes_atomic(Path(path), json.dumps(dataclasses.asdict(self), indent=2).encode())
@@ -85,8 +114,11 @@ def _dtype_policy(mixed_precision: bool):
         keras.config.set_dtype_policy(previous)
 
 
-def build_datasets(config: TrainConfig):
-    """(train_ds, val_ds, train_samples, val_samples) for a config."""
+def build_datasets(config: TrainConfig, first_epoch: int = 0):
+    """(train_ds, val_ds, train_samples, val_samples) for a config.
+
+    train_ds holds the batches of epochs first_epoch .. config.epochs - 1, one after the other.
+    """
     info = get_dataset(config.dataset)
     train, val = info.list_train_val(config.data_dir, config.val_fraction, config.seed)
     excluded = set(config.exclude_frames)
@@ -103,7 +135,7 @@ def build_datasets(config: TrainConfig):
                                                   Path(config.run_dir).parent / ".cache")
     train_ds = make_dataset([s.image for s in train], [s.label for s in train], info.read_label,
                             config.image_size, config.batch_size, augmentation, shuffle=True, seed=config.seed,
-                            class_weights=weights)
+                            class_weights=weights, epochs=config.epochs, first_epoch=first_epoch)
     val_ds = make_dataset([s.image for s in val], [s.label for s in val], info.read_label,
                           config.image_size, config.batch_size, None)
     return train_ds, val_ds, train, val
@@ -121,42 +153,104 @@ def compile_model(model: keras.Model, config: TrainConfig, num_classes: int) -> 
     return model
 
 
-def make_callbacks(run_dir: Path) -> list:
-    """Best-model checkpoint, CSV history, TensorBoard, resume after interruption, stop on NaN."""
-    return [
-        keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-        keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor="val_loss", save_best_only=True),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-        keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False, profile_batch=0),
-    ]
+class CommitEpoch(keras.callbacks.Callback):
+    """At the end of each epoch: checkpoint, then commit it to the run folder (see fcn/runs.py)."""
+
+    def __init__(self, run: RunFolder, state: RunState, config: TrainConfig, info: dict):
+        super().__init__()
+        self.run, self.state, self.config, self.info = run, state, config, info
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {key: float(value) for key, value in (logs or {}).items()}
+        state = dataclasses.replace(self.state, epochs_done=epoch + 1,
+                                    history=[*self.state.history, {"epoch": epoch + 1, **logs}])
+        if state.is_improvement(logs.get(state.monitor)):
+            state.best_epoch, state.best_value = epoch + 1, logs[state.monitor]
+        modelfile.save_model(self.model, self.run.checkpoint(epoch + 1), self.info)
+        self.run.commit(state, dataclasses.asdict(self.config))
+        self.state = state
 
 
-def train(config: TrainConfig, verbose: int | str = "auto", extra_callbacks=()):
-    """Train FCN-8 as configured. Returns (model, history dict of per-epoch lists).
+def _check_same_run(run: RunFolder, config: TrainConfig) -> None:
+    # Resuming with other settings would mix two runs in one history; only the epoch count may grow.
+    saved = json.loads(run.config.read_text())
+    new = json.loads(json.dumps(dataclasses.asdict(config)))
+    changed = sorted(key for key in new if key != "epochs" and saved.get(key) != new[key])
+    if changed:
+        details = ", ".join(f"{key} {saved.get(key)!r} -> {new[key]!r}" for key in changed)
+        raise ValueError(f"{run.path} holds a run with other settings ({details}); rerun with the same "
+                         "options to resume it, or choose a new --run-dir")
 
-    Rerunning an interrupted run with the same run_dir resumes from its last finished epoch.
+
+def train(config: TrainConfig, verbose: int | str = 2, extra_callbacks=()):
+    """Train FCN-8 as configured. Returns (model, history: {metric: per-epoch list} over the whole run).
+
+    Rerunning with the same run_dir resumes an interrupted run; a finished run is returned as it is.
     """
-    run_dir = Path(config.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config.save(run_dir / "config.json")
+    config.check_paths()
+    run = RunFolder(config.run_dir)
+    state = run.read_state()
+    if state is not None:
+        _check_same_run(run, config)
+        run.recover(state)
+        if state.epochs_done >= config.epochs:
+            run.finish(state)
+            print(f"{run.path}: finished, {state.epochs_done} epochs (pass more epochs to continue it)")
+            return modelfile.load_model(run.final), state.history_columns()
+        print(f"{run.path}: resuming after epoch {state.epochs_done} of {config.epochs}")
+    state = state or RunState()
     keras.utils.set_random_seed(config.seed)
     info = get_dataset(config.dataset)
-    train_ds, val_ds, _, _ = build_datasets(config)
-    with _dtype_policy(config.mixed_precision):
-        model = build_fcn8(info.num_classes, encoder=config.encoder, weights=config.weights)
-        compile_model(model, config, info.num_classes)
-        history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
-                            callbacks=make_callbacks(run_dir) + list(extra_callbacks), verbose=verbose,
-                            shuffle=False)  # the tf.data pipeline shuffles itself
-    save_model(model, run_dir / "final.keras")
-    return model, history.history
+    train_ds, val_ds, train_samples, _ = build_datasets(config, state.epochs_done)
+    created = not run.path.exists()
+    run.path.mkdir(parents=True, exist_ok=True)
+    try:
+        with _dtype_policy(config.mixed_precision):
+            model = _resume_or_build(run, state, config, info.num_classes)
+            _fit(model, train_ds, val_ds, state, config, run, extra_callbacks, verbose,
+                 steps=math.ceil(len(train_samples) / config.batch_size))
+    except BaseException:
+        if run.read_state() is None:
+            run.discard(created)
+        raise
+    state = run.read_state()
+    run.finish(state)
+    return model, state.history_columns()
+
+
+def _resume_or_build(run: RunFolder, state: RunState, config: TrainConfig, num_classes: int) -> keras.Model:
+    if state.epochs_done:
+        # The checkpoint holds the optimizer's state and the compile settings as well as the weights.
+        return modelfile.load_model(run.checkpoint(state.epochs_done), compile=True)
+    model = build_fcn8(num_classes, encoder=config.encoder, weights=config.weights)
+    return compile_model(model, config, num_classes)
+
+
+def _fit(model, train_ds, val_ds, state, config, run, extra_callbacks, verbose, steps) -> None:
+    info = get_dataset(config.dataset)
+    description = modelfile.model_info(config.dataset, info.class_names, config.image_size, config.encoder,
+                                       road_class=info.road_class)
+    callbacks = [
+        keras.callbacks.TerminateOnNaN(),
+        CommitEpoch(run, state, config, description),
+        keras.callbacks.TensorBoard(str(run.path / "logs"), write_graph=False, profile_batch=0),
+        *extra_callbacks,
+    ]
+    problem = None
+    try:
+        model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=state.epochs_done,
+                  steps_per_epoch=steps, callbacks=callbacks, verbose=verbose,
+                  shuffle=False)  # the tf.data pipeline orders each epoch itself
+    except tf.errors.OpError as error:
+        problem = pipeline.input_error(error)
+        if problem is None:
+            raise
+    if problem is not None:
+        # Raised out here, so the failed iterator (held by the frames of the error above) is gone first.
+        gc.collect()
+        raise problem
 
 
 def save_model(model: keras.Model, path) -> Path:
     """Save a .keras file via a temporary name, so an interrupted save never replaces a good file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
-    return path
+    return modelfile.save_model(model, path)

@@ -18,6 +18,8 @@ class DatasetInfo:
     read_label: Callable  # path -> (H, W) uint8 training ids, 255 = ignore
     list_train_val: Callable  # (data_dir, val_fraction, seed) -> (train samples, val samples)
     default_data_dir: str
+    # The training id that means "road" where a dataset is road vs not-road (KITTI Road), else None.
+    road_class: int | None = None
 
     @property
     def num_classes(self) -> int:
@@ -42,14 +44,15 @@ def _official_train_val(reader):
     return list_train_val
 
 
-def _info(name, reader, list_train_val, default_data_dir) -> DatasetInfo:
+def _info(name, reader, list_train_val, default_data_dir, road_class=None) -> DatasetInfo:
     # Every reader module exposes CLASS_NAMES, PALETTE and read_label under the same names.
     return DatasetInfo(name, tuple(reader.CLASS_NAMES), reader.PALETTE, reader.read_label, list_train_val,
-                       default_data_dir)
+                       default_data_dir, road_class)
 
 
 DATASETS = {
-    "kitti_road": _info("kitti_road", kitti_road, _kitti_road_train_val, "data/kitti_road/data_road"),
+    "kitti_road": _info("kitti_road", kitti_road, _kitti_road_train_val, "data/kitti_road/data_road",
+                        road_class=kitti_road.CLASS_NAMES.index("road")),
     "camvid": _info("camvid", camvid, _official_train_val(camvid), "data/camvid"),
     "cvc_kitti": _info("cvc_kitti", cvc_kitti, _official_train_val(cvc_kitti), "data/kitti_semantic_cvc"),
     "kitti_semantics": _info("kitti_semantics", kitti_semantics, _kitti_semantics_train_val,

@@ -4,6 +4,7 @@ A dataset reader supplies paths and one `read_label(path) -> (H, W) uint8 traini
 pipeline never interprets label values except IGNORE_ID (255), which it carries through untouched.
 """
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -43,17 +44,46 @@ def load_pair(image_path, label_path, read_label: Callable) -> tuple[np.ndarray,
     return image, label.astype(np.uint8)
 
 
-def _decode_fn(read_label: Callable):
-    def decode(image_path, label_path):
-        def load(image_bytes_path, label_bytes_path):
-            return load_pair(image_bytes_path.decode(), label_bytes_path.decode(), read_label)
+# The message of the last bad file met inside tf.data in this process, for `input_error` below.
+_last_input_error: list[str] = []
+_INPUT_ERROR_MARK = "fcn input error:"
 
-        image, label = tf.numpy_function(load, [image_path, label_path], [tf.uint8, tf.uint8], stateful=False)
+
+def _decode_fn(read_label: Callable):
+    def load(image_path, label_path):
+        # Never raise inside tf.data's Python callback: an exception there reaches the person as a long
+        # graph dump (and aborted the interpreter at exit). The problem travels out as a string instead.
+        image_path, label_path = image_path.decode(), label_path.decode()
+        try:
+            image, label = load_pair(image_path, label_path, read_label)
+            return image, label, b""
+        except Exception as error:  # noqa: BLE001 - every failure of a file becomes one named message
+            message = str(error) if isinstance(error, ImageFileError) else f"{image_path}: {error}"
+            _last_input_error[:] = [message]
+            return np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1), np.uint8), message.encode()
+
+    def decode(image_path, label_path):
+        image, label, problem = tf.numpy_function(load, [image_path, label_path],
+                                                  [tf.uint8, tf.uint8, tf.string], stateful=False)
+        check = tf.debugging.Assert(tf.equal(problem, ""), [_INPUT_ERROR_MARK, problem])
+        with tf.control_dependencies([check]):
+            image, label = tf.identity(image), tf.identity(label)
         image.set_shape([None, None, 3])
         label.set_shape([None, None])
         return image, label
 
     return decode
+
+
+def input_error(error: Exception) -> ImageFileError | None:
+    """The bad-file error behind a TensorFlow error raised while iterating a dataset, if there was one.
+
+    tf.data reports a failed file as a TensorFlow error whose text is a graph dump; this returns the one
+    line a person needs ("<file>: <what is wrong>") as an ImageFileError, or None for other errors.
+    """
+    if not isinstance(error, tf.errors.OpError) or _INPUT_ERROR_MARK not in str(error):
+        return None
+    return ImageFileError(_last_input_error[0]) if _last_input_error else ImageFileError(str(error))
 
 
 def _random_crop(image, label, min_fraction, seed):
@@ -111,33 +141,62 @@ def make_dataset(
     shuffle: bool = False,
     seed: int = 0,
     class_weights=None,
+    epochs: int = 1,
+    first_epoch: int = 0,
 ) -> tf.data.Dataset:
     """Batches of (images (B, H, W, 3) float32 in [0, 255], labels (B, H, W) int32, 255 = ignore).
 
+    The batches of epochs `first_epoch` .. `epochs - 1`, one after the other (one pass by default).
+    Epoch e's order and augmentation depend only on (seed, e), so a run resumed at epoch e sees exactly
+    the data it would have seen without the interruption, and the same seed gives the same batches.
+
     With `class_weights` ((C,) floats) each batch also carries per-pixel sample weights (B, H, W):
     the weight of the pixel's class, 0 for ignore pixels.
-
-    Augmentation and shuffling are seeded: the same seed gives the same batches. With shuffle=True the
-    order (and the augmentation draws) change every epoch.
     """
     if len(image_paths) != len(label_paths) or not image_paths:
         raise ValueError(f"need equal, non-zero numbers of images and labels, got {len(image_paths)} and {len(label_paths)}")
-    paths = tf.data.Dataset.from_tensor_slices(([str(p) for p in image_paths], [str(p) for p in label_paths]))
-    if shuffle:
-        paths = paths.shuffle(len(image_paths), seed=seed, reshuffle_each_iteration=True)
-    pairs = paths.map(_decode_fn(read_label), num_parallel_calls=AUTOTUNE)
-    pairs = pairs.map(lambda image, label: (tf.cast(image, tf.float32), label))
+    if not 0 <= first_epoch < epochs:
+        raise ValueError(f"need 0 <= first_epoch < epochs, got {first_epoch} and {epochs}")
+    images = tf.constant([str(p) for p in image_paths])
+    labels = tf.constant([str(p) for p in label_paths])
+    decode = _decode_fn(read_label)
+    add_weights = None if class_weights is None else _pixel_weights_fn(class_weights)
+
+    def one_epoch(epoch):
+        order = _epoch_order(len(image_paths), seed, epoch, shuffle)
+        pairs = tf.data.Dataset.from_tensor_slices(order).map(
+            lambda i: (*decode(tf.gather(images, i), tf.gather(labels, i)), _sample_seed(seed, epoch, i)),
+            num_parallel_calls=AUTOTUNE, deterministic=True)
+        pairs = pairs.map(lambda image, label, sample_seed: _prepare(
+            image, label, sample_seed, augmentation, image_size, add_weights), num_parallel_calls=AUTOTUNE)
+        return pairs.batch(batch_size)
+
+    batches = (epochs - first_epoch) * math.ceil(len(image_paths) / batch_size)
+    dataset = tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch)
+    # flat_map hides the length; Keras needs it to know where an epoch (or a validation pass) ends.
+    return dataset.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(AUTOTUNE)
+
+
+def _epoch_order(count: int, seed: int, epoch, shuffle: bool):
+    """The sample indices of one epoch: a permutation drawn from (seed, epoch), or 0..count-1."""
+    if not shuffle:
+        return tf.range(count, dtype=tf.int64)
+    keys = tf.random.stateless_uniform([count], seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+    return tf.cast(tf.argsort(keys), tf.int64)
+
+
+def _sample_seed(seed: int, epoch, index):
+    # Stateless seed of one sample in one epoch (int32, as the stateless image ops want it).
+    return tf.cast(tf.stack([tf.constant(seed, tf.int64), epoch * 100_003 + index]) % (2**31 - 8), tf.int32)
+
+
+def _prepare(image, label, sample_seed, augmentation, image_size, add_weights):
+    image = tf.cast(image, tf.float32)
     if augmentation is not None:
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=shuffle).batch(2)
-        pairs = tf.data.Dataset.zip((pairs, seeds)).map(
-            lambda pair, s: augment_pair(*pair, augmentation, tf.cast(s % (2**31 - 8), tf.int32)),
-            num_parallel_calls=AUTOTUNE,
-        )
-    pairs = pairs.map(lambda image, label: resize_pair(image, label, image_size), num_parallel_calls=AUTOTUNE)
-    pairs = pairs.map(lambda image, label: (image, tf.cast(label, tf.int32)))
-    if class_weights is not None:
-        pairs = pairs.map(_pixel_weights_fn(class_weights), num_parallel_calls=AUTOTUNE)
-    return pairs.batch(batch_size).prefetch(AUTOTUNE)
+        image, label = augment_pair(image, label, augmentation, sample_seed)
+    image, label = resize_pair(image, label, image_size)
+    label = tf.cast(label, tf.int32)
+    return (image, label) if add_weights is None else add_weights(image, label)
 
 
 def _pixel_weights_fn(class_weights):

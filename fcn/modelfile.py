@@ -1,0 +1,83 @@
+"""Model files: a `.keras` archive that also says what the model is for.
+
+Each `.keras` file `fcn` writes carries one more member, `fcn.json`, beside Keras' own: the dataset the model
+was trained on, its class names, the class that means "road" (KITTI Road models), the encoder and the
+image size it runs at. The file alone then decides how it is used and scored, wherever it is copied.
+
+Loading needs fcn's layers registered with Keras: `import fcn` does that, after which plain
+`keras.models.load_model("best.keras")` works.
+"""
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import keras
+
+import fcn.losses  # noqa: F401 - registers the custom loss and metric, for loading compiled models
+import fcn.model  # noqa: F401 - registers the custom layers
+
+INFO_MEMBER = "fcn.json"
+
+
+class ModelFileError(ValueError):
+    """A model file that is missing, corrupt, or does not fit the data it is used with."""
+
+
+def model_info(dataset: str, class_names, image_size, encoder: str, road_class: int | None = None) -> dict:
+    """The description stored in a model file (see module docstring)."""
+    return {"dataset": dataset, "class_names": list(class_names), "road_class": road_class,
+            "image_size": [int(v) for v in image_size], "encoder": encoder}
+
+
+def save_model(model: keras.Model, path, info: dict | None = None) -> Path:
+    """Write a .keras file (with `info` inside) via a temporary name, so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.keras")  # Keras insists on the .keras suffix
+    model.save(tmp)
+    if info is not None:
+        with zipfile.ZipFile(tmp, "a") as archive:
+            archive.writestr(INFO_MEMBER, json.dumps(info, indent=2))
+    _fsync(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _check_archive(path: Path) -> None:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: model file not found")
+    if path.stat().st_size == 0:
+        raise ModelFileError(f"{path}: model file is empty (0 bytes)")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path}: model file is corrupt or truncated (not a .keras zip archive)")
+
+
+def read_info(path) -> dict | None:
+    """The `fcn.json` description of a model file, or None for a .keras file written without one."""
+    path = Path(path)
+    _check_archive(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if INFO_MEMBER not in archive.namelist():
+                return None
+            return json.loads(archive.read(INFO_MEMBER))
+    except (zipfile.BadZipFile, json.JSONDecodeError, OSError) as error:
+        raise ModelFileError(f"{path}: model file is corrupt ({error})") from None
+
+
+def load_model(path, compile: bool = False) -> keras.Model:
+    """Load a .keras model (for inference: not compiled by default); a broken file is reported as such."""
+    path = Path(path)
+    _check_archive(path)
+    try:
+        return keras.saving.load_model(path, compile=compile)
+    except Exception as error:  # noqa: BLE001 - Keras reports a damaged archive in many ways
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelFileError(f"{path}: model file is corrupt or not an fcn model ({first_line})") from None

@@ -1,0 +1,136 @@
+"""A run folder that survives being killed at any moment.
+
+    runs/<name>/config.json              the run's TrainConfig
+    runs/<name>/state.json               epochs done, best epoch, every epoch's metrics: the commit record
+    runs/<name>/history.csv              one row per finished epoch (written from state.json)
+    runs/<name>/checkpoint/epoch-N.keras model + optimizer after epoch N (the latest one is kept)
+    runs/<name>/best.keras               the best epoch's model (by the monitored validation metric)
+    runs/<name>/final.keras              the last epoch's model, once the run has finished
+
+An epoch ends in three steps: its checkpoint is written (temporary file, then rename), then state.json is
+replaced in one rename (the commit), then everything derived from the state is brought up to date (best.keras,
+history.csv, old checkpoints removed). A kill before the commit loses that epoch only; a kill after it is
+mended by `recover`, which every rerun calls first. best.keras and final.keras are hard links to
+checkpoint files, so they are never half-written and cost no copy.
+"""
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fcn.imageio import write_bytes_atomic
+
+STATE_VERSION = 1
+
+
+@dataclass
+class RunState:
+    """What state.json records. Epochs are counted from 1."""
+
+    epochs_done: int = 0
+    monitor: str = "val_loss"
+    best_epoch: int | None = None
+    best_value: float | None = None
+    history: list[dict] = field(default_factory=list)
+
+    def is_improvement(self, value) -> bool:
+        """Whether `value` of the monitored metric (lower is better) beats the best so far."""
+        if value is None or not math.isfinite(value):
+            return False
+        return self.best_value is None or value < self.best_value
+
+    def history_columns(self) -> dict[str, list[float]]:
+        """{metric: per-epoch values}, like Keras' History.history (epochs in order)."""
+        keys = [key for row in self.history for key in row if key != "epoch"]
+        return {key: [row.get(key, float("nan")) for row in self.history] for key in dict.fromkeys(keys)}
+
+
+class RunFolder:
+    """The files of one run (see the module docstring)."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.config = self.path / "config.json"
+        self.state = self.path / "state.json"
+        self.history = self.path / "history.csv"
+        self.best = self.path / "best.keras"
+        self.final = self.path / "final.keras"
+        self.checkpoints = self.path / "checkpoint"
+
+    def checkpoint(self, epoch: int) -> Path:
+        return self.checkpoints / f"epoch-{epoch:04d}.keras"
+
+    def read_state(self) -> RunState | None:
+        """The committed state, or None if no epoch has been committed yet."""
+        if not self.state.is_file():
+            return None
+        try:
+            record = json.loads(self.state.read_text())
+            if record.pop("version", None) != STATE_VERSION:
+                raise ValueError("unknown version")
+            return RunState(**record)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"{self.state}: unreadable run state ({error}); this file is written in one "
+                             "rename, so it was edited or damaged by hand") from None
+
+    def commit(self, state: RunState, config: dict) -> None:
+        """Record a finished epoch whose checkpoint is already written, then update what derives from it."""
+        if not self.checkpoint(state.epochs_done).is_file():
+            raise FileNotFoundError(f"{self.checkpoint(state.epochs_done)}: commit before its checkpoint")
+        write_bytes_atomic(self.config, json.dumps(config, indent=2).encode())
+        record = {"version": STATE_VERSION, **dataclasses.asdict(state)}
+        write_bytes_atomic(self.state, json.dumps(record, indent=2).encode())
+        self.recover(state)
+
+    def recover(self, state: RunState) -> None:
+        """Bring best.keras, history.csv and the checkpoints in line with a committed state (idempotent)."""
+        best = self.checkpoint(state.best_epoch) if state.best_epoch else None
+        if best is not None and best.is_file():
+            _link_atomic(best, self.best)
+        self._write_history(state)
+        keep = {self.checkpoint(state.epochs_done).name}
+        for path in self.checkpoints.glob("*"):
+            if path.name not in keep:
+                path.unlink()
+        for path in self.path.glob(".*.tmp*"):  # a save or write interrupted by a kill
+            path.unlink()
+
+    def finish(self, state: RunState) -> None:
+        """Mark the run finished: final.keras is the last epoch's model."""
+        _link_atomic(self.checkpoint(state.epochs_done), self.final)
+
+    def discard(self, created: bool) -> None:
+        """Remove what a run that failed before its first commit wrote, so it does not look like a run."""
+        if created:
+            shutil.rmtree(self.path, ignore_errors=True)
+            return
+        for name in ("checkpoint", "logs", "history.csv", "config.json", "best.keras"):
+            target = self.path / name
+            shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
+
+    def _write_history(self, state: RunState) -> None:
+        columns = ["epoch", *state.history_columns()]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, columns, restval="NA", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(state.history)
+        write_bytes_atomic(self.history, buffer.getvalue().encode())
+
+
+def _link_atomic(source: Path, target: Path) -> None:
+    """Make `target` name the same file as `source`, replacing it in one rename (copy where links fail)."""
+    if target.is_file() and os.path.samefile(source, target):
+        return
+    tmp = target.with_name(f".{target.name}.tmp.link")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:  # a file system without hard links
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
