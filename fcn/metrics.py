@@ -6,7 +6,7 @@ import numpy as np
 import tqdm
 
 from fcn import imageio
-from fcn.data import cityscapes_labels
+from fcn.data import cityscapes_labels, kitti_road, label_check
 
 # ---------------------------------------------------------------------------------------------------------
 # KITTI Road: the official devkit's pixel evaluation in perspective view
@@ -16,6 +16,10 @@ from fcn.data import cityscapes_labels
 # ---------------------------------------------------------------------------------------------------------
 
 KITTI_ROAD_CATEGORIES = ("um_lane", "um_road", "umm_road", "uu_road")
+# um_lane is the ego-lane benchmark: a road model writes no result for it (see evaluate_kitti_road).
+_LANE_CATEGORY = "um_lane"
+# How many missing result names an error lists: enough to see the pattern, still one line.
+_MISSING_LISTED = 5
 # What the devkit prints, in this order, as percent with "%4.2f".
 KITTI_ROAD_PRINTED = ("MaxF", "AvgPrec", "PRE_wp", "REC_wp", "FPR_wp", "FNR_wp")
 
@@ -35,12 +39,19 @@ def road_gt_masks(gt_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Args:
         gt_rgb: (H, W, 3) uint8 RGB. Black is "don't care"; blue is road outside the evaluation area.
     Returns:
-        Two (H, W) bool arrays. Only valid pixels take part in the evaluation.
+        Two (H, W) bool arrays. Only valid pixels take part in the evaluation. Raises ValueError for a colour
+        outside the gt encoding: the devkit's rule would silently score it.
     """
     gt_rgb = np.asarray(gt_rgb)
-    if gt_rgb.ndim != 3 or gt_rgb.shape[2] != 3:
-        raise ValueError(f"expected an (H, W, 3) RGB gt image, got shape {gt_rgb.shape}")
+    kitti_road.check_gt_colours(gt_rgb)
     return gt_rgb[..., 2] > 0, gt_rgb[..., 0] > 0
+
+
+def read_road_gt_masks(path) -> tuple[np.ndarray, np.ndarray]:
+    """`road_gt_masks` of a gt file; errors (foreign colours included) name the file."""
+    gt_rgb = imageio.read_rgb(path)
+    with label_check.naming_file(path):
+        return road_gt_masks(gt_rgb)
 
 
 def confidence_histograms(confidence_u8, road, valid) -> tuple[np.ndarray, np.ndarray]:
@@ -106,29 +117,30 @@ def road_scores(pos_hist, neg_hist) -> dict:
 def evaluate_kitti_road(gt_dir, results_dir, categories=None, progress=False) -> dict[str, dict]:
     """Score result maps against KITTI Road gt, like the devkit's `evaluateRoad.py <results> <training>`.
 
-    Each gt file `<category>_<id>.png` in gt_dir needs a result of the same name in results_dir: an 8-bit
-    single-channel PNG of the gt's size. A category without any result file is left out; a category with
-    only some of them raises ImageFileError listing the missing ones.
+    Each gt file `<category>_<id>.png` of every category evaluated needs a result of the same name in
+    results_dir: an 8-bit single-channel PNG of the gt's size. Unlike the devkit, which drops a category
+    whose results are missing, any missing result is an error: a table without it would look complete.
 
+    Args:
+        categories: None evaluates every road category that has gt files, and um_lane too when results_dir
+            holds um_lane results (the ego-lane benchmark is separate: road models write no lane maps).
+            Named categories must all have gt files.
     Returns:
-        {category: road_scores(...)} for the categories evaluated, in the order asked.
+        {category: road_scores(...)}, in KITTI_ROAD_CATEGORIES order (or the order asked).
+    Raises:
+        FileNotFoundError for a missing folder; ValueError for an empty results folder, no gt, or missing
+        results (their count and the first names); ImageFileError naming the file for a result of the wrong
+        size or format, or a gt file with colours outside the gt encoding.
     """
     gt_dir, results_dir = Path(gt_dir), Path(results_dir)
-    categories = KITTI_ROAD_CATEGORIES if categories is None else tuple(categories)
-    unknown = sorted(set(categories) - set(KITTI_ROAD_CATEGORIES))
-    if unknown:
-        raise ValueError(f"unknown KITTI Road categories {unknown}; known: {list(KITTI_ROAD_CATEGORIES)}")
-    for folder in (gt_dir, results_dir):
-        if not folder.is_dir():
-            raise ValueError(f"{folder}: not a directory")
-    scores = {}
-    for category in categories:
-        pairs = _result_pairs(gt_dir, results_dir, category)
-        if pairs:
-            scores[category] = road_scores(*_pooled_histograms(pairs, category, progress))
-    if not scores:
-        raise ValueError(f"{results_dir}: no result file for any gt file of {list(categories)} in {gt_dir}")
-    return scores
+    _check_folders(gt_dir, results_dir)
+    categories = _categories_to_evaluate(gt_dir, results_dir, categories)
+    pairs = {category: _result_pairs(gt_dir, results_dir, category) for category in categories}
+    _check_results_complete(pairs, gt_dir, results_dir)
+    return {
+        category: road_scores(*_pooled_histograms(pairs[category], category, progress))
+        for category in categories
+    }
 
 
 def road_percent_strings(category_scores: dict) -> dict[str, str]:
@@ -190,19 +202,66 @@ def _working_point_rates(tp, tn, fp, fn) -> dict[str, float]:
     return {key: float(value) for key, value in rates.items()}
 
 
+def _check_folders(gt_dir: Path, results_dir: Path) -> None:
+    for folder, what in ((gt_dir, "gt folder"), (results_dir, "results folder")):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: {what} not found")
+    if not any(results_dir.iterdir()):
+        raise ValueError(f"{results_dir}: results folder is empty (expected one result PNG per gt file)")
+
+
+def _categories_to_evaluate(gt_dir: Path, results_dir: Path, categories) -> tuple[str, ...]:
+    if categories is not None:
+        return _check_categories(gt_dir, tuple(categories))
+    with_gt = [category for category in KITTI_ROAD_CATEGORIES if _gt_paths(gt_dir, category)]
+    lane_results = any(results_dir.glob(f"{_LANE_CATEGORY}_*.png"))
+    chosen = tuple(category for category in with_gt if category != _LANE_CATEGORY or lane_results)
+    if not chosen:
+        raise ValueError(f"{gt_dir}: no KITTI Road gt files (<um_road|umm_road|uu_road>_<id>.png)")
+    return chosen
+
+
+def _check_categories(gt_dir: Path, categories: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = sorted(set(categories) - set(KITTI_ROAD_CATEGORIES))
+    if unknown:
+        raise ValueError(f"unknown KITTI Road categories {unknown}; known: {list(KITTI_ROAD_CATEGORIES)}")
+    without_gt = [category for category in categories if not _gt_paths(gt_dir, category)]
+    if without_gt:
+        raise ValueError(f"{gt_dir}: no gt files for categories {without_gt} (<category>_<id>.png)")
+    return categories
+
+
+def _gt_paths(gt_dir: Path, category: str) -> list[Path]:
+    return sorted(gt_dir.glob(f"{category}_*.png"))
+
+
 def _result_pairs(gt_dir: Path, results_dir: Path, category: str) -> list[tuple[Path, Path]]:
-    """(gt, result) paths of one category; [] if no result exists for it."""
-    gt_paths = sorted(gt_dir.glob(f"{category}_*.png"))
-    pairs = [(gt_path, results_dir / gt_path.name) for gt_path in gt_paths]
-    missing = [result_path.name for _, result_path in pairs if not result_path.exists()]
-    if len(missing) == len(pairs):
-        return []
-    if missing:
-        raise imageio.ImageFileError(
-            f"{results_dir}: {category} has results for only {len(pairs) - len(missing)} of {len(pairs)} gt "
-            f"files; missing: {', '.join(missing)}"
-        )
-    return pairs
+    """(gt, result) paths of one category, the result named like its gt (it may not exist)."""
+    return [(gt_path, results_dir / gt_path.name) for gt_path in _gt_paths(gt_dir, category)]
+
+
+def _check_results_complete(pairs: dict[str, list], gt_dir: Path, results_dir: Path) -> None:
+    """One line naming what is missing: count, per category, the first names."""
+    missing = {
+        category: [result.name for _, result in category_pairs if not result.is_file()]
+        for category, category_pairs in pairs.items()
+    }
+    names = [name for category_missing in missing.values() for name in category_missing]
+    if not names:
+        return
+    total = sum(len(category_pairs) for category_pairs in pairs.values())
+    per_category = ", ".join(
+        f"{category} {len(missing[category])} of {len(pairs[category])}"
+        for category in pairs
+        if missing[category]
+    )
+    listed = ", ".join(names[:_MISSING_LISTED])
+    if len(names) > _MISSING_LISTED:
+        listed += f" and {len(names) - _MISSING_LISTED} more"
+    raise imageio.ImageFileError(
+        f"{results_dir}: {len(names)} of {total} result files missing ({per_category}): {listed}; "
+        f"every gt file in {gt_dir} needs a result of the same name"
+    )
 
 
 def _pooled_histograms(pairs, category: str, progress: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -215,7 +274,7 @@ def _pooled_histograms(pairs, category: str, progress: bool) -> tuple[np.ndarray
 
 
 def _image_histograms(gt_path: Path, result_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    road, valid = road_gt_masks(imageio.read_rgb(gt_path))
+    road, valid = read_road_gt_masks(gt_path)
     confidence = imageio.read_unchanged(result_path)
     if confidence.ndim != 2 or confidence.dtype != np.uint8:
         raise imageio.ImageFileError(
@@ -365,7 +424,9 @@ def format_segmentation_table(scores: dict) -> str:
     lines += [f"{label:<{width}}{_percent(scores[key])}" for label, key in summary.items()]
     if "category_iou" in scores:
         lines.append("-" * (width + 18))
-        lines += [f"{'category ' + name:<{width}}{_percent(iou)}" for name, iou in scores["category_iou"].items()]
+        lines += [
+            f"{'category ' + name:<{width}}{_percent(iou)}" for name, iou in scores["category_iou"].items()
+        ]
         lines.append(f"{'mean category IoU':<{width}}{_percent(scores['mean_category_iou'])}")
     return "\n".join(lines)
 

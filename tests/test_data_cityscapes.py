@@ -75,9 +75,11 @@ def test_mappings_hand_worked():
     back = cityscapes_labels.train_ids_to_label_ids(train_ids)
     assert back.tolist() == [int(v.split(":")[1]) for v in README_TRAIN_TO_ID.split()] + [0]
     np.testing.assert_array_equal(cityscapes_labels.label_ids_to_train_ids(back), train_ids)
-    with pytest.raises(ValueError, match=r"values \[34, 200\] are not in the Cityscapes label table"):
+    with pytest.raises(
+        ValueError, match=r"label ids outside the Cityscapes label table: 34 in 1 px, 200 in 1 px"
+    ):
         cityscapes_labels.label_ids_to_train_ids(np.array([[34, 7, 200]], np.uint8))
-    with pytest.raises(ValueError, match=r"values \[19\]"):
+    with pytest.raises(ValueError, match=r"train ids outside the Cityscapes label table: 19 in 1 px"):
         cityscapes_labels.train_ids_to_label_ids(np.array([19], np.uint8))
     with pytest.raises(ValueError, match="integers"):
         cityscapes_labels.label_ids_to_train_ids(np.array([7.0]))
@@ -180,7 +182,9 @@ def test_unknown_label_id_names_the_file(tiny_copy):
     ids = read_unchanged(label)
     ids[5, 5] = 99
     write_png(label, ids)
-    with pytest.raises(ImageFileError, match=rf"{TINY_STEM}_gtFine_labelIds\.png: label ids: values \[99\]"):
+    with pytest.raises(
+        ImageFileError, match=rf"{TINY_STEM}_gtFine_labelIds\.png: label ids outside .*: 99 in 1 px"
+    ):
         cityscapes.read_label(label)
 
 

@@ -4,7 +4,6 @@ No real copy of the CVC data exists (see ../shared/data/README.md), so the fixtu
 CamVid images and annotations: each CamVid index is mapped to its CVC index and painted in the CVC colour.
 """
 
-import logging
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -50,7 +49,7 @@ def cvc_root(camvid_root, tmp_path):
     return root, expected
 
 
-def test_reads_back_the_mapped_camvid_labels(cvc_root, caplog):
+def test_reads_back_the_mapped_camvid_labels(cvc_root):
     root, expected = cvc_root
     train, val = cvc_kitti.list_train_val(root)
     assert [s.name for s in train] == ["000000", "000001", "000002"] and [s.name for s in val] == [
@@ -59,39 +58,33 @@ def test_reads_back_the_mapped_camvid_labels(cvc_root, caplog):
     ]
     assert all(s.image.parent == root / "Training_00" / "RGB" for s in train)
     assert all(s.label.parent == root / "Validation_07" / "GT" for s in val)
-    with caplog.at_level(logging.WARNING):
-        for sample in train + val:
-            labels = cvc_kitti.read_label(sample.label)
-            assert labels.dtype == np.uint8
-            np.testing.assert_array_equal(labels, expected[sample.label])
-    assert not caplog.records  # every colour is in the map
+    for sample in train + val:
+        labels = cvc_kitti.read_label(sample.label)
+        assert labels.dtype == np.uint8
+        np.testing.assert_array_equal(labels, expected[sample.label])
 
 
-def test_unknown_colour_is_counted_ignored_and_logged(cvc_root, caplog):
-    root, expected = cvc_root
+def test_unknown_colour_is_an_error_naming_the_file_and_colours(cvc_root):
+    root, _ = cvc_root
     gt_path = root / "Training_00" / "GT" / "000001.png"
     gt = read_rgb(gt_path)
     gt[10:12, 20:27] = (1, 2, 3)  # 14 pixels
     gt[100, 100] = (128, 64, 129)  # one off Road: no near match
     write_png(gt_path, gt)
-    ids, unknown = cvc_kitti.decode_cvc_colours(gt)
-    assert unknown == 15
-    assert np.all(ids[10:12, 20:27] == 255) and ids[100, 100] == 255
-    untouched = np.ones(ids.shape, bool)
-    untouched[10:12, 20:27] = untouched[100, 100] = False
-    np.testing.assert_array_equal(ids[untouched], expected[gt_path][untouched])
-    with caplog.at_level(logging.WARNING, logger="fcn.data.cvc_kitti"):
+    with pytest.raises(ImageFileError) as error:
         cvc_kitti.read_label(gt_path)
-    assert len(caplog.records) == 1
-    assert "000001.png" in caplog.text and "15 pixels" in caplog.text
+    assert str(error.value) == (
+        f"{gt_path}: colours outside the CVC colour map (11 classes and void black): "
+        "(1, 2, 3) in 14 px, (128, 64, 129) in 1 px"
+    )
 
 
 def test_decoding_hand_worked():
     gt = np.array([README_COLOURS], np.uint8)  # (1, 12, 3): every class, then void
-    ids, unknown = cvc_kitti.decode_cvc_colours(gt)
-    assert ids.tolist() == [list(range(11)) + [255]] and unknown == 0
-    ids, unknown = cvc_kitti.decode_cvc_colours(np.array([[[60, 40, 222], [255, 255, 255]]], np.uint8))
-    assert ids.tolist() == [[255, 255]] and unknown == 2  # CamVid's Pavement colour is not CVC's Sidewalk
+    assert cvc_kitti.decode_cvc_colours(gt).tolist() == [list(range(11)) + [255]]
+    # CamVid's Pavement colour is not CVC's Sidewalk, and white is nothing.
+    with pytest.raises(ValueError, match=r"\(60, 40, 222\) in 1 px, \(255, 255, 255\) in 1 px"):
+        cvc_kitti.decode_cvc_colours(np.array([[[60, 40, 222], [255, 255, 255]]], np.uint8))
     with pytest.raises(ValueError, match="RGB"):
         cvc_kitti.decode_cvc_colours(gt[..., 0])
 

@@ -105,7 +105,7 @@ def test_unknown_label_id_names_the_file(small_copy):
     ids[0, 0] = 40
     write_png(path, ids)
     with pytest.raises(
-        ImageFileError, match=r"000000_10\.png: label ids: values \[40\] are not in the Cityscapes"
+        ImageFileError, match=r"000000_10\.png: label ids outside the Cityscapes label table: 40 in 1 px"
     ):
         kitti_semantics.read_label(path)
 

@@ -1,6 +1,11 @@
 """KITTI Road metric: the official devkit's numbers, an independent reference, and hand-worked tiny cases."""
 
 import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -236,7 +241,8 @@ def test_evaluate_files_matches_hand_worked(tmp_path):
     assert scores["um_road"]["counts"]["totalPosNum"] == 4 and scores["um_road"]["counts"]["totalNegNum"] == 4
 
 
-def test_category_without_results_is_skipped(tmp_path):
+def test_lane_category_is_scored_only_with_lane_results(tmp_path):
+    # um_lane is the ego-lane benchmark: a road model writes no lane maps, so its absence is no gap.
     gt = gt_image(TINY_GT)
     gt_dir, results_dir = write_kitti_road_files(
         tmp_path,
@@ -246,6 +252,8 @@ def test_category_without_results_is_skipped(tmp_path):
     scores = metrics.evaluate_kitti_road(gt_dir, results_dir, progress=True)
     assert list(scores) == ["uu_road"]
     assert_scores_match(scores["uu_road"], TINY_EXPECTED)
+    imageio.write_png(results_dir / "um_lane_000000.png", TINY_CONFIDENCE)
+    assert list(metrics.evaluate_kitti_road(gt_dir, results_dir)) == ["um_lane", "uu_road"]
 
 
 def test_missing_result_in_partial_category_is_named(tmp_path):
@@ -255,8 +263,96 @@ def test_missing_result_in_partial_category_is_named(tmp_path):
         {"umm_road_000000.png": gt, "umm_road_000001.png": gt, "umm_road_000002.png": gt},
         {"umm_road_000001.png": TINY_CONFIDENCE},
     )
-    with pytest.raises(imageio.ImageFileError, match="missing: umm_road_000000.png, umm_road_000002.png"):
+    with pytest.raises(imageio.ImageFileError) as error:
         metrics.evaluate_kitti_road(gt_dir, results_dir)
+    message = str(error.value)
+    assert message.startswith(f"{results_dir}: 2 of 3 result files missing (umm_road 2 of 3)")
+    assert "umm_road_000000.png, umm_road_000002.png" in message and "umm_road_000001" not in message
+    assert "\n" not in message
+
+
+def test_missing_road_category_is_an_error(tmp_path):
+    gt = gt_image(TINY_GT)
+    gt_dir, results_dir = write_kitti_road_files(
+        tmp_path,
+        {"um_road_000000.png": gt, "uu_road_000000.png": gt, "uu_road_000001.png": gt},
+        {"um_road_000000.png": TINY_CONFIDENCE},
+    )
+    with pytest.raises(
+        imageio.ImageFileError,
+        match=r"2 of 3 result files missing \(uu_road 2 of 2\): uu_road_000000\.png, uu_road_000001\.png",
+    ):
+        metrics.evaluate_kitti_road(gt_dir, results_dir)
+
+
+def test_asked_category_without_results_or_gt_is_an_error(tmp_path):
+    gt = gt_image(TINY_GT)
+    gt_dir, results_dir = write_kitti_road_files(
+        tmp_path,
+        {"um_lane_000000.png": gt, "um_road_000000.png": gt},
+        {"um_road_000000.png": TINY_CONFIDENCE},
+    )
+    with pytest.raises(imageio.ImageFileError, match=r"1 of 1 result files missing \(um_lane 1 of 1\)"):
+        metrics.evaluate_kitti_road(gt_dir, results_dir, categories=["um_lane"])
+    with pytest.raises(ValueError, match=r"no gt files for categories \['uu_road'\]"):
+        metrics.evaluate_kitti_road(gt_dir, results_dir, categories=["um_road", "uu_road"])
+
+
+def test_many_missing_results_are_counted_and_the_first_few_named(tmp_path):
+    gt = gt_image(TINY_GT)
+    names = [f"umm_road_{index:06d}.png" for index in range(9)]
+    gt_dir, results_dir = write_kitti_road_files(
+        tmp_path, dict.fromkeys(names, gt), {names[0]: TINY_CONFIDENCE}
+    )
+    with pytest.raises(imageio.ImageFileError) as error:
+        metrics.evaluate_kitti_road(gt_dir, results_dir)
+    message = str(error.value)
+    assert "8 of 9 result files missing (umm_road 8 of 9)" in message
+    assert ", ".join(names[1:6]) + " and 3 more" in message and names[6] not in message
+
+
+@pytest.fixture
+def oracle_copy(kitti_road_root, kitti_road_oracles, tmp_path):
+    """(gt dir, results dir): copies of the real gt and of the case_blur result maps, to break."""
+    gt_dir, results_dir = tmp_path / "gt_image_2", tmp_path / "results"
+    shutil.copytree(kitti_road_root / "training" / "gt_image_2", gt_dir)
+    shutil.copytree(kitti_road_oracles / "case_blur", results_dir)
+    return gt_dir, results_dir
+
+
+def test_real_results_with_one_file_and_one_category_missing(oracle_copy):
+    gt_dir, results_dir = oracle_copy
+    removed = ["um_road_000003.png"] + sorted(path.name for path in results_dir.glob("uu_road_*.png"))
+    for name in removed:
+        (results_dir / name).unlink()
+    with pytest.raises(imageio.ImageFileError) as error:
+        metrics.evaluate_kitti_road(gt_dir, results_dir)
+    message = str(error.value)
+    assert f"{len(removed)} of 16 result files missing (um_road 1 of 4, uu_road 4 of 4)" in message
+    assert ", ".join(removed) in message
+
+
+def test_gt_with_foreign_colours_is_named_in_evaluation(oracle_copy):
+    gt_dir, results_dir = oracle_copy
+    gt_path = gt_dir / "umm_road_000001.png"
+    gt = imageio.read_rgb(gt_path)
+    gt[10:13, 20:24] = (0, 255, 0)  # 12 px of a colour the gt never holds
+    gt[50, 60] = (128, 128, 128)
+    imageio.write_png(gt_path, gt)
+    with pytest.raises(imageio.ImageFileError) as error:
+        metrics.evaluate_kitti_road(gt_dir, results_dir)
+    message = str(error.value)
+    assert message.startswith(f"{gt_path}: colours outside the KITTI Road gt encoding")
+    assert "(0, 255, 0) in 12 px, (128, 128, 128) in 1 px" in message
+
+
+def test_road_gt_masks_reject_foreign_colours():
+    gt = gt_image(TINY_GT)
+    gt[0, 0] = (255, 255, 255)
+    with pytest.raises(ValueError, match=r"outside the KITTI Road gt encoding .*: \(255, 255, 255\) in 1 px"):
+        metrics.road_gt_masks(gt)
+    with pytest.raises(ValueError, match=r"\(H, W, 3\) RGB"):
+        metrics.road_gt_masks(gt[..., 0])
 
 
 def test_result_of_wrong_size_is_named(tmp_path):
@@ -267,10 +363,14 @@ def test_result_of_wrong_size_is_named(tmp_path):
         metrics.evaluate_kitti_road(gt_dir, results_dir)
 
 
-def test_colour_result_is_named(tmp_path):
-    colour = np.repeat(TINY_CONFIDENCE[..., None], 3, axis=2)
+@pytest.mark.parametrize(
+    "result",
+    [np.repeat(TINY_CONFIDENCE[..., None], 3, axis=2), TINY_CONFIDENCE.astype(np.uint16) * 257],
+    ids=["colour", "16-bit"],
+)
+def test_result_not_8_bit_single_channel_is_named(tmp_path, result):
     gt_dir, results_dir = write_kitti_road_files(
-        tmp_path, {"um_road_000000.png": gt_image(TINY_GT)}, {"um_road_000000.png": colour}
+        tmp_path, {"um_road_000000.png": gt_image(TINY_GT)}, {"um_road_000000.png": result}
     )
     with pytest.raises(
         imageio.ImageFileError, match=r"um_road_000000\.png: expected an 8-bit single-channel"
@@ -285,9 +385,57 @@ def test_empty_result_file_is_named(tmp_path):
         metrics.evaluate_kitti_road(gt_dir, results_dir)
 
 
-def test_no_results_at_all_and_unknown_category_raise(tmp_path):
+def test_empty_or_missing_folders_are_named(tmp_path):
     gt_dir, results_dir = write_kitti_road_files(tmp_path, {"um_road_000000.png": gt_image(TINY_GT)}, {})
-    with pytest.raises(ValueError, match="no result file"):
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(results_dir))}: results folder is empty"):
         metrics.evaluate_kitti_road(gt_dir, results_dir)
+    imageio.write_png(results_dir / "um_road_000000.png", TINY_CONFIDENCE)
+    with pytest.raises(
+        FileNotFoundError, match=rf"^{re.escape(str(tmp_path / 'nowhere'))}: gt folder not found"
+    ):
+        metrics.evaluate_kitti_road(tmp_path / "nowhere", results_dir)
+    with pytest.raises(FileNotFoundError, match="results folder not found"):
+        metrics.evaluate_kitti_road(gt_dir, tmp_path / "nowhere")
+    no_gt = tmp_path / "no_gt"
+    no_gt.mkdir()
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(no_gt))}: no KITTI Road gt files"):
+        metrics.evaluate_kitti_road(no_gt, results_dir)
+
+
+def test_unknown_category_raises(tmp_path):
+    gt_dir, results_dir = write_kitti_road_files(
+        tmp_path, {"um_road_000000.png": gt_image(TINY_GT)}, {"um_road_000000.png": TINY_CONFIDENCE}
+    )
     with pytest.raises(ValueError, match="unknown KITTI Road categories"):
         metrics.evaluate_kitti_road(gt_dir, results_dir, categories=["um_roads"])
+
+
+# --- the command line, as a person runs it ------------------------------------------------------------------
+
+
+def run_fcn(*args) -> subprocess.CompletedProcess:
+    fcn_command = Path(sys.executable).parent / "fcn"  # the console script of the environment under test
+    return subprocess.run([str(fcn_command), *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_refuses_incomplete_results(oracle_copy):
+    gt_dir, results_dir = oracle_copy
+    (results_dir / "umm_road_000004.png").unlink()
+    finished = run_fcn("evaluate", "kitti-road", "--gt-dir", gt_dir, "--results-dir", results_dir)
+    assert finished.returncode == 1 and finished.stdout == ""
+    assert finished.stderr.splitlines() == [
+        f"error: {results_dir}: 1 of 16 result files missing (umm_road 1 of 4): umm_road_000004.png; "
+        f"every gt file in {gt_dir} needs a result of the same name"
+    ]
+
+
+def test_cli_names_a_gt_file_with_foreign_colours(oracle_copy):
+    gt_dir, results_dir = oracle_copy
+    gt_path = gt_dir / "uu_road_000000.png"
+    gt = imageio.read_rgb(gt_path)
+    gt[0, :7] = (0, 255, 0)
+    imageio.write_png(gt_path, gt)
+    finished = run_fcn("evaluate", "kitti-road", "--gt-dir", gt_dir, "--results-dir", results_dir, "--json")
+    assert finished.returncode == 1 and finished.stdout == ""
+    [line] = finished.stderr.splitlines()
+    assert line.startswith(f"error: {gt_path}: colours outside") and line.endswith("(0, 255, 0) in 7 px")

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from fcn.data import label_check
 from fcn.data.frame import Frame
-from fcn.imageio import ImageFileError, check_label_pair, read_unchanged
+from fcn.imageio import check_label_pair, read_unchanged
 
 CLASS_NAMES = (
     "Sky",
@@ -50,6 +51,7 @@ PALETTE = np.array(
     dtype=np.uint8,
 )
 SPLITS = ("train", "val", "test")
+_FOREIGN_VALUES = f"values outside the CamVid annotation encoding (0..{NUM_CLASSES - 1} classes, {VOID} void)"
 
 
 Sample = Frame
@@ -103,27 +105,20 @@ def label_ids_from_annotation(annotation: np.ndarray) -> np.ndarray:
     Args:
         annotation: (H, W) integer class indices, 0..10 or VOID = 11.
     Returns:
-        (H, W) uint8 in [0, 11) or IGNORE_ID (void). Raises ValueError for any other value.
+        (H, W) uint8 in [0, 11) or IGNORE_ID (void). Raises ValueError listing any other value.
     """
     annotation = np.asarray(annotation)
     if annotation.ndim != 2:
         raise ValueError(f"CamVid annotations must be (H, W) class indices, got shape {annotation.shape}")
-    bad = (annotation < 0) | (annotation > VOID)
-    if np.any(bad):
-        raise ValueError(
-            f"values {sorted(int(v) for v in np.unique(annotation[bad]))} are not CamVid indices 0..11"
-        )
+    label_check.check_known(annotation, (annotation >= 0) & (annotation <= VOID), _FOREIGN_VALUES)
     return np.where(annotation == VOID, IGNORE_ID, annotation).astype(np.uint8)
 
 
 def read_label(path) -> np.ndarray:
     """Read an annotation file into training ids (see label_ids_from_annotation); errors name the file."""
-    try:
-        return label_ids_from_annotation(read_unchanged(path))
-    except ImageFileError:
-        raise
-    except ValueError as error:
-        raise ImageFileError(f"{path}: {error}") from error
+    annotation = read_unchanged(path)
+    with label_check.naming_file(path):
+        return label_ids_from_annotation(annotation)
 
 
 def list_train_val(root) -> tuple[list[Sample], list[Sample]]:

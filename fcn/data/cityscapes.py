@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fcn.data import cityscapes_labels
+from fcn.data import cityscapes_labels, label_check
 from fcn.data.frame import Frame
 from fcn.imageio import ImageFileError, check_label_pair, read_unchanged, write_png
 
@@ -102,10 +102,8 @@ def read_label(path, categories: bool = False) -> np.ndarray:
     label_ids = read_unchanged(path)
     if label_ids.ndim != 2:
         raise ImageFileError(f"{path}: label ids must be a single-channel image, got shape {label_ids.shape}")
-    try:
+    with label_check.naming_file(path):
         train_ids = cityscapes_labels.label_ids_to_train_ids(label_ids)
-    except ValueError as error:
-        raise ImageFileError(f"{path}: {error}") from error
     return cityscapes_labels.train_ids_to_categories(train_ids) if categories else train_ids
 
 

@@ -12,6 +12,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from fcn.data import label_check
+
 IGNORE_ID = 255
 
 
@@ -100,12 +102,13 @@ for _label in _TRAINED:
 
 def _apply(table: np.ndarray, values: np.ndarray, what: str) -> np.ndarray:
     values = np.asarray(values)
-    if values.dtype.kind not in "ui" or (values.size and (values.min() < 0 or values.max() > 255)):
-        raise ValueError(f"{what} must be integers in [0, 255], got dtype {values.dtype}")
-    mapped = table[values]
-    if np.any(mapped == _UNKNOWN):
-        unknown = sorted(int(v) for v in np.unique(values[mapped == _UNKNOWN]))
-        raise ValueError(f"{what}: values {unknown} are not in the Cityscapes label table")
+    if values.dtype.kind not in "ui":
+        raise ValueError(f"{what} must be integers, got dtype {values.dtype}")
+    # Values beyond the table (e.g. a 16-bit instance map read as ids) are foreign too, listed like the rest.
+    in_range = (values >= 0) & (values < len(table))
+    mapped = table[np.where(in_range, values, 0)]
+    known = in_range & (mapped != _UNKNOWN)
+    label_check.check_known(values, known, f"{what} outside the Cityscapes label table")
     return mapped.astype(np.uint8)
 
 

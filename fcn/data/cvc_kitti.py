@@ -5,14 +5,14 @@
     <root>/Validation_07/{RGB,GT}/...   the same for sequence 07
 
 Splits: "train" = Training_00, "val" = Validation_07. Ground truth is decoded by exact colour match;
-colours outside the map become IGNORE_ID and are counted and logged, never silently made a class.
+a colour outside the map is an error naming the file and the colours, never made a class or "ignore".
 """
 
-import logging
 from pathlib import Path
 
 import numpy as np
 
+from fcn.data import label_check
 from fcn.data.frame import Frame
 from fcn.imageio import check_label_pair, read_rgb
 
@@ -50,8 +50,7 @@ COLOURS = (
 )
 PALETTE = np.array(COLOURS[:NUM_CLASSES], dtype=np.uint8)
 SPLIT_FOLDERS = {"train": "Training_00", "val": "Validation_07"}
-
-_log = logging.getLogger(__name__)
+_FOREIGN_COLOURS = "colours outside the CVC colour map (11 classes and void black)"
 
 
 def _pack(rgb: np.ndarray) -> np.ndarray:
@@ -89,31 +88,28 @@ def list_samples(root, split: str = "train", check_sizes: bool = True) -> list[S
     return samples
 
 
-def decode_cvc_colours(gt_rgb: np.ndarray) -> tuple[np.ndarray, int]:
+def decode_cvc_colours(gt_rgb: np.ndarray) -> np.ndarray:
     """The one mapping from the CVC colour code to training ids, by exact colour match.
 
     Args:
         gt_rgb: (H, W, 3) uint8 RGB ground truth.
     Returns:
-        ((H, W) uint8 in [0, 11) or IGNORE_ID (void and unknown colours), number of unknown-colour pixels).
+        (H, W) uint8 in [0, 11) or IGNORE_ID (void). Raises ValueError listing any colour outside COLOURS,
+        with its pixel count.
     """
     if gt_rgb.ndim != 3 or gt_rgb.shape[2] != 3:
         raise ValueError(f"CVC ground truth must be (H, W, 3) RGB, got shape {gt_rgb.shape}")
     keys = _pack(gt_rgb)
     where = np.minimum(np.searchsorted(_SORTED_KEYS, keys), len(_SORTED_KEYS) - 1)
-    known = _SORTED_KEYS[where] == keys
-    ids = np.where(known, _SORTED_IDS[where], IGNORE_ID).astype(np.uint8)
-    return ids, int(known.size - np.count_nonzero(known))
+    label_check.check_known(gt_rgb, _SORTED_KEYS[where] == keys, _FOREIGN_COLOURS)
+    return _SORTED_IDS[where]
 
 
 def read_label(path) -> np.ndarray:
-    """Read a colour ground truth into training ids; logs a warning naming the file if colours are unknown."""
-    ids, unknown = decode_cvc_colours(read_rgb(path))
-    if unknown:
-        _log.warning(
-            "%s: %d pixels have colours outside the CVC map; they are ignored (%d)", path, unknown, IGNORE_ID
-        )
-    return ids
+    """Read a colour ground truth into training ids (see decode_cvc_colours); errors name the file."""
+    gt_rgb = read_rgb(path)
+    with label_check.naming_file(path):
+        return decode_cvc_colours(gt_rgb)
 
 
 def list_train_val(root) -> tuple[list[Sample], list[Sample]]:

@@ -8,7 +8,8 @@
 Categories: um (urban marked), umm (urban multiple marked lanes), uu (urban unmarked).
 Ground truth, as the official devkit reads it: road = blue channel > 0, evaluated = red channel > 0.
 So magenta = road, red = not road, and black (don't care) or pure blue (road outside the evaluated area)
-are never counted: they become IGNORE_ID here.
+are never counted: they become IGNORE_ID here. These four colours are the whole encoding: any other colour
+(a resized mask's blend, a green lane marking) is an error naming the file, never a guess.
 """
 
 import re
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fcn.data import label_check
 from fcn.imageio import check_label_pair, read_rgb
 
 CATEGORIES = ("um", "umm", "uu")
@@ -25,6 +27,9 @@ NUM_CLASSES = 2
 IGNORE_ID = 255
 # Overlay colours (RGB) per training id.
 PALETTE = np.array([[0, 0, 0], [255, 0, 255]], dtype=np.uint8)
+# Every colour of the on-disk gt (RGB): don't care, not road, road, road outside the evaluated area.
+GT_COLOURS = {"black": (0, 0, 0), "red": (255, 0, 0), "magenta": (255, 0, 255), "blue": (0, 0, 255)}
+_FOREIGN_COLOURS = f"colours outside the KITTI Road gt encoding ({', '.join(GT_COLOURS)})"
 
 _IMAGE_NAME = re.compile(r"^(um|umm|uu)_(\d{6})\.png$")
 
@@ -82,18 +87,39 @@ def label_ids_from_gt(gt_rgb: np.ndarray) -> np.ndarray:
     Args:
         gt_rgb: (H, W, 3) uint8 RGB ground truth.
     Returns:
-        (H, W) uint8: 1 = road, 0 = not road, IGNORE_ID = not evaluated (black or blue).
+        (H, W) uint8: 1 = road, 0 = not road, IGNORE_ID = not evaluated (black or blue). Raises
+        ValueError listing any colour outside GT_COLOURS, with its pixel count.
     """
-    if gt_rgb.ndim != 3 or gt_rgb.shape[2] != 3:
-        raise ValueError(f"KITTI Road ground truth must be (H, W, 3) RGB, got shape {gt_rgb.shape}")
+    check_gt_colours(gt_rgb)
     road = gt_rgb[..., 2] > 0
     valid = gt_rgb[..., 0] > 0
     return np.where(valid, road, IGNORE_ID).astype(np.uint8)
 
 
+def check_gt_colours(gt_rgb: np.ndarray) -> None:
+    """Raise ValueError for a gt array that is not (H, W, 3) or holds a colour other than GT_COLOURS."""
+    gt_rgb = np.asarray(gt_rgb)
+    if gt_rgb.ndim != 3 or gt_rgb.shape[2] != 3:
+        raise ValueError(f"KITTI Road ground truth must be (H, W, 3) RGB, got shape {gt_rgb.shape}")
+    red, green, blue = gt_rgb[..., 0], gt_rgb[..., 1], gt_rgb[..., 2]
+    # The four colours are exactly: red and blue each 0 or 255, green 0 (cheaper than four comparisons).
+    known = (green == 0) & ((red == 0) | (red == 255)) & ((blue == 0) | (blue == 255))
+    label_check.check_known(gt_rgb, known, _FOREIGN_COLOURS)
+
+
+def read_gt(path) -> np.ndarray:
+    """Read a gt file as (H, W, 3) uint8 RGB; ImageFileError naming the file for any foreign colour."""
+    gt_rgb = read_rgb(path)
+    with label_check.naming_file(path):
+        check_gt_colours(gt_rgb)
+    return gt_rgb
+
+
 def read_label(path) -> np.ndarray:
-    """Read a ground-truth file into training ids (see label_ids_from_gt)."""
-    return label_ids_from_gt(read_rgb(path))
+    """Read a ground-truth file into training ids (see label_ids_from_gt); errors name the file."""
+    gt_rgb = read_rgb(path)
+    with label_check.naming_file(path):
+        return label_ids_from_gt(gt_rgb)
 
 
 def split_train_val(samples: list[Sample], val_fraction: float = 0.2, seed: int = 0):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fcn.data import cityscapes_labels
+from fcn.data import cityscapes_labels, label_check
 from fcn.data.frame import Frame
 from fcn.imageio import ImageFileError, check_label_pair, read_unchanged
 
@@ -54,14 +54,15 @@ def list_samples(root, split: str = "training", check_sizes: bool = True) -> lis
 
 
 def read_label(path) -> np.ndarray:
-    """Read a `semantic` label-id map into train ids: (H, W) uint8 in [0, 19) or IGNORE_ID."""
+    """Read a `semantic` label-id map into train ids: (H, W) uint8 in [0, 19) or IGNORE_ID.
+
+    Raises ImageFileError naming the file for a multi-channel map or ids outside the Cityscapes table.
+    """
     label_ids = read_unchanged(path)
     if label_ids.ndim != 2:
         raise ImageFileError(f"{path}: label ids must be a single-channel image, got shape {label_ids.shape}")
-    try:
+    with label_check.naming_file(path):
         return cityscapes_labels.label_ids_to_train_ids(label_ids)
-    except ValueError as error:
-        raise ImageFileError(f"{path}: {error}") from error
 
 
 def split_train_val(samples: list[Sample], val_fraction: float = 0.2, seed: int = 0):
