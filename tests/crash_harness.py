@@ -1,0 +1,51 @@
+"""Run `fcn` with every file publication announced and slowed down, so a test can kill it right there.
+
+    python tests/crash_harness.py train --dataset ... --run-dir R
+
+Before each `os.replace` / `os.link` (how fcn publishes a finished file) it prints
+`HARNESS publish <target>` on stdout and waits HARNESS_PAUSE seconds (default 0.3); before each model save it
+prints `HARNESS save <path>` and the save itself is slowed down the same way, half-way through writing.
+A test reading these lines can SIGKILL the process at the moment a file is being written or published.
+Nothing in fcn knows about this harness.
+"""
+
+import os
+import sys
+import time
+import zipfile
+
+PAUSE = float(os.environ.get("HARNESS_PAUSE", "0.3"))
+
+
+def _announce(kind: str, path) -> None:
+    print(f"HARNESS {kind} {os.fspath(path)}", flush=True)
+    time.sleep(PAUSE)
+
+
+def _patch() -> None:
+    real_replace, real_link = os.replace, os.link
+    real_writestr = zipfile.ZipFile.writestr
+
+    def replace(src, dst, *args, **kwargs):
+        _announce("publish", dst)
+        return real_replace(src, dst, *args, **kwargs)
+
+    def link(src, dst, *args, **kwargs):
+        _announce("publish", dst)
+        return real_link(src, dst, *args, **kwargs)
+
+    def writestr(self, name, data, *args, **kwargs):
+        # Keras writes a .keras archive member by member: pause while the archive is half-written.
+        if str(name).endswith(".json"):
+            _announce("save", self.filename)
+        return real_writestr(self, name, data, *args, **kwargs)
+
+    os.replace, os.link = replace, link
+    zipfile.ZipFile.writestr = writestr
+
+
+if __name__ == "__main__":
+    _patch()
+    from fcn import cli
+
+    sys.exit(cli.main(sys.argv[1:]))
