@@ -1,8 +1,8 @@
 """Reading and writing image files with errors that name the file and the problem."""
 
 import os
+import secrets
 import struct
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -84,13 +84,19 @@ def write_png(path, image: np.ndarray) -> Path:
 
 
 def write_bytes_atomic(path, data: bytes) -> None:
-    """Write bytes so that a reader never sees a half-written file and nothing old is lost on failure."""
+    """Write bytes so that a reader never sees a half-written file and nothing old is lost on failure.
+
+    The file gets the permissions of a plain `open(path, "wb")` (0o666 less the umask), so others can read
+    it; tempfile.mkstemp would create it private (0o600) and the rename would keep that.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+    # O_EXCL: a name that is somehow taken fails loudly instead of two writers sharing one file.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise

@@ -1,7 +1,8 @@
 """Figures: loss curves, overlays and sample grids, all saved through `save_figure`.
 
-Figures are built as `matplotlib.figure.Figure` objects (no pyplot state), so they work the same in
-notebooks, on the command line and on machines with no display.
+Figures are built as `InlineFigure` objects (a `matplotlib.figure.Figure` with no pyplot state), so they
+work the same on the command line and on machines with no display, and a notebook shows them inline as
+PNG images with no magic command.
 """
 
 import csv
@@ -14,15 +15,32 @@ from matplotlib.figure import Figure
 from fcn.imageio import write_bytes_atomic
 
 IGNORE_ID = 255
+DPI = 110  # saved and shown figures alike: about 1200 px wide for the 11-inch loss curves
 
 
-def save_figure(fig: Figure, name: str, figures_dir="figures", dpi: int = 110) -> Path:
+def figure_png(fig: Figure, dpi: int = DPI) -> bytes:
+    """The figure as PNG bytes, cropped to its content (what `save_figure` writes and a notebook shows)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+class InlineFigure(Figure):
+    """A Figure that IPython (JupyterLab, papermill) displays as a PNG image.
+
+    Without pyplot, IPython has no formatter for a bare Figure and prints `<Figure size ...>`; the
+    `_repr_png_` method is the display protocol IPython looks for on any object.
+    """
+
+    def _repr_png_(self) -> bytes:
+        return figure_png(self)
+
+
+def save_figure(fig: Figure, name: str, figures_dir="figures", dpi: int = DPI) -> Path:
     """Write `fig` to <figures_dir>/<name>.png (via a temporary file, then rename) and return the path."""
     path = Path(figures_dir) / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    write_bytes_atomic(path, buffer.getvalue())
+    write_bytes_atomic(path, figure_png(fig, dpi))
     return path
 
 
@@ -36,7 +54,7 @@ def read_history(path) -> dict[str, list[float]]:
     return {key: [float("nan") if row[key] in ("NA", "") else float(row[key]) for row in rows] for key in rows[0]}
 
 
-def plot_loss_curves(history, title: str = "Training") -> Figure:
+def plot_loss_curves(history, title: str = "Training") -> InlineFigure:
     """Loss (train and validation) and, beside it, the other metrics, per epoch.
 
     Args:
@@ -46,7 +64,7 @@ def plot_loss_curves(history, title: str = "Training") -> Figure:
         history = read_history(history)
     epochs = np.arange(1, len(history["loss"]) + 1)
     metrics = sorted(k for k in history if not k.startswith("val_") and k not in ("loss", "epoch"))
-    fig = Figure(figsize=(11, 3.6))
+    fig = InlineFigure(figsize=(11, 3.6))
     axes = fig.subplots(1, 2)
     for ax, keys, ylabel in ((axes[0], ["loss"], "loss"), (axes[1], metrics, "metric")):
         for key in keys:
@@ -95,11 +113,11 @@ def colorize(labels: np.ndarray, palette: np.ndarray, ignore_colour=(255, 255, 2
 
 
 def plot_image_grid(rows: list[list[np.ndarray]], column_titles: list[str], row_titles=None,
-                    width: float = 12.0) -> Figure:
+                    width: float = 12.0) -> InlineFigure:
     """A grid of RGB images: one row per sample, one column per view (image, truth, prediction, ...)."""
     n_rows, n_cols = len(rows), len(column_titles)
     height, width_px = rows[0][0].shape[:2]
-    fig = Figure(figsize=(width, width / n_cols * height / width_px * n_rows + 0.6))
+    fig = InlineFigure(figsize=(width, width / n_cols * height / width_px * n_rows + 0.6))
     axes = np.atleast_2d(fig.subplots(n_rows, n_cols, squeeze=False))
     for r, row in enumerate(rows):
         for c, picture in enumerate(row):
@@ -114,11 +132,11 @@ def plot_image_grid(rows: list[list[np.ndarray]], column_titles: list[str], row_
     return fig
 
 
-def plot_class_iou(scores: dict, title: str = "Per-class IoU") -> Figure:
+def plot_class_iou(scores: dict, title: str = "Per-class IoU") -> InlineFigure:
     """Horizontal bar chart of per-class IoU (from metrics.segmentation_scores), mean IoU as a line."""
     names = list(scores["class_iou"])
     values = [scores["class_iou"][n] for n in names]
-    fig = Figure(figsize=(6.5, 0.32 * len(names) + 1.2))
+    fig = InlineFigure(figsize=(6.5, 0.32 * len(names) + 1.2))
     ax = fig.subplots()
     bars = ax.barh(names, [0 if np.isnan(v) else v for v in values], color="#4c72b0")
     for bar, value in zip(bars, values, strict=True):
@@ -134,13 +152,13 @@ def plot_class_iou(scores: dict, title: str = "Per-class IoU") -> Figure:
     return fig
 
 
-def plot_confusion_matrix(matrix: np.ndarray, class_names, title: str = "Confusion matrix") -> Figure:
+def plot_confusion_matrix(matrix: np.ndarray, class_names, title: str = "Confusion matrix") -> InlineFigure:
     """Heat map of the confusion matrix normalised per ground-truth row (recall on the diagonal)."""
     matrix = np.asarray(matrix, np.float64)
     rows = matrix.sum(axis=1, keepdims=True)
     normalised = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
     size = 0.42 * len(class_names) + 2
-    fig = Figure(figsize=(size + 1, size))
+    fig = InlineFigure(figsize=(size + 1, size))
     ax = fig.subplots()
     image = ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
     ticks = np.arange(len(class_names))

@@ -1,6 +1,7 @@
 """Figures: saved PNGs, training history, loss curves, overlays, colour maps and image grids."""
 
 import csv
+import os
 
 import numpy as np
 import pytest
@@ -64,6 +65,46 @@ def test_save_figure_dpi_sets_the_pixel_size(tmp_path):
     large = imageio.read_rgb(viz.save_figure(_solid_figure((0, 0, 0)), "large", tmp_path, dpi=100))
     assert large.shape[0] == pytest.approx(2 * small.shape[0], abs=2)
     assert large.shape[1] == pytest.approx(2 * small.shape[1], abs=2)
+
+
+def _every_plot() -> dict[str, Figure]:
+    """One figure from each public plotting function, as a notebook builds them."""
+    scores = {"class_iou": {"road": 0.8, "car": float("nan")}, "mean_iou": 0.8}
+    grid = viz.plot_image_grid([[np.zeros((8, 12, 3), np.uint8)] * 2], ["image", "prediction"])
+    return {
+        "loss curves": viz.plot_loss_curves(HISTORY),
+        "image grid": viz.add_legend(grid, ["road", "car"], PALETTE[1:]),
+        "class IoU": viz.plot_class_iou(scores),
+        "confusion matrix": viz.plot_confusion_matrix(np.eye(2), ["road", "car"]),
+    }
+
+
+@pytest.mark.parametrize("name", ["loss curves", "image grid", "class IoU", "confusion matrix"])
+def test_figures_are_shown_as_png_by_ipython(name, tmp_path):
+    from IPython.core.formatters import DisplayFormatter
+
+    fig = _every_plot()[name]
+    data, _ = DisplayFormatter().format(fig)
+    assert "image/png" in data, f"IPython would only print {data['text/plain']!r}"
+    # What the notebook shows is exactly what save_figure writes.
+    assert data["image/png"] == viz.save_figure(fig, "shown", tmp_path).read_bytes()
+
+
+def test_a_plain_figure_is_text_for_ipython():
+    """Why InlineFigure exists: without pyplot, IPython has no image for a bare Figure."""
+    from IPython.core.formatters import DisplayFormatter
+
+    data, _ = DisplayFormatter().format(_solid_figure((0, 0, 0)))
+    assert "image/png" not in data and data["text/plain"].startswith("<Figure size")
+
+
+def test_saved_figures_are_readable_by_others(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        path = viz.save_figure(_solid_figure((0, 0, 0)), "shared", tmp_path)
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == 0o644
 
 
 def test_read_history_of_a_csv_logger_file(tmp_path):
