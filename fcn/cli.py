@@ -154,11 +154,11 @@ def run_predict(args) -> None:
     from fcn import modelfile, predict
     from fcn.data import DATASETS
 
+    info = modelfile.read_info(args.model)  # checks the file before anything else is done
     images = predict.list_images(args.input)
     _check_output_folder(args.output)
     model = predict.load_model(args.model)
     image_size = args.image_size or predict.run_image_size(args.model)
-    info = modelfile.read_info(args.model)
     options = {}
     if args.format == "devkit":
         options["road_id"] = predict.road_class_of(args.model, model)
@@ -187,8 +187,6 @@ def run_evaluate(args) -> None:
     from fcn import metrics
 
     scores = metrics.evaluate_kitti_road(args.gt_dir, args.results_dir, progress=not args.json)
-    if not scores:
-        raise SystemExit(f"error: no result files in {args.results_dir} match the gt files in {args.gt_dir}")
     keys = ("MaxF", "AvgPrec", "PRE_wp", "REC_wp", "FPR_wp", "FNR_wp", "BestThresh")
     if args.json:
         print(json.dumps({c: {k: s[k] for k in keys} for c, s in scores.items()}, indent=2))

@@ -175,7 +175,7 @@ def evaluate_road(model, samples, image_size=None, progress=False, road_id: int 
     """
     histograms = {}
     for sample in tqdm(samples, desc="evaluate", disable=not progress):
-        road, valid = metrics.road_gt_masks(read_rgb(sample.label))
+        road, valid = metrics.read_road_gt_masks(sample.label)
         confidence = predict_road_confidence(model, read_rgb(sample.image), image_size, road_id)
         pos, neg = metrics.confidence_histograms(confidence, road, valid)
         total = histograms.setdefault(f"{sample.category}_road", [0, 0])

@@ -11,6 +11,7 @@ import gc
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -219,11 +220,19 @@ def train(config: TrainConfig, verbose: int | str = 2, extra_callbacks=()):
 
 
 def _resume_or_build(run: RunFolder, state: RunState, config: TrainConfig, num_classes: int) -> keras.Model:
+    model = compile_model(build_fcn8(num_classes, encoder=config.encoder, weights=None if state.epochs_done
+                                     else config.weights), config, num_classes)
     if state.epochs_done:
-        # The checkpoint holds the optimizer's state and the compile settings as well as the weights.
-        return modelfile.load_model(run.checkpoint(state.epochs_done), compile=True)
-    model = build_fcn8(num_classes, encoder=config.encoder, weights=config.weights)
-    return compile_model(model, config, num_classes)
+        # Weights and the optimizer's state (moments, step count, loss scale) from the last checkpoint; the
+        # compile settings are the config's own, which _check_same_run has found unchanged.
+        model.optimizer.build(model.trainable_variables)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.load_weights(run.checkpoint(state.epochs_done))
+        skipped = [str(w.message) for w in caught if "Skipping variable loading" in str(w.message)]
+        if skipped:  # Keras only warns; resuming without the optimizer's state would be a silent restart
+            raise ValueError(f"{run.checkpoint(state.epochs_done)}: does not fit this run's model ({skipped[0]})")
+    return model
 
 
 def _fit(model, train_ds, val_ds, state, config, run, extra_callbacks, verbose, steps) -> None:

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from fcn import cli, metrics, predict
+from fcn import cli, metrics, modelfile, predict
 from fcn.data import kitti_road
 from fcn.imageio import read_png_size, read_unchanged
 from fcn.train import TrainConfig, fast_config, train
@@ -35,7 +35,7 @@ def test_train_writes_the_run_folder(trained_run):
     assert config.image_size == (64, 192) and config.epochs == 2 and config.encoder == "vgg16_mini"
     with open(trained_run / "history.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert all(math.isfinite(float(r["loss"])) and math.isfinite(float(r["val_loss"])) for r in rows)
     assert not (trained_run / "backup").exists()  # removed after a run that finished
 
@@ -82,7 +82,8 @@ def test_predict_overlay_and_in_memory_scores_agree_with_files(trained_run, kitt
     # Scores computed in memory equal the devkit route through files.
     in_memory = predict.evaluate_road(model, samples, image_size)
     predict.write_predictions(model, [s.image for s in samples], tmp_path / "devkit", image_size, progress=False)
-    from_files = metrics.evaluate_kitti_road(kitti_road_root / "training" / "gt_image_2", tmp_path / "devkit")
+    from_files = metrics.evaluate_kitti_road(kitti_road_root / "training" / "gt_image_2", tmp_path / "devkit",
+                                             categories=["um_road"])
     assert in_memory["um_road"]["MaxF"] == from_files["um_road"]["MaxF"]
 
 
@@ -103,16 +104,24 @@ class _Interrupt(keras.callbacks.Callback):
             raise KeyboardInterrupt("simulated crash")
 
 
-def test_interrupted_run_resumes_where_it_stopped(kitti_road_half_root, tmp_path):
+@pytest.mark.parametrize("mixed_precision", [False, True])
+def test_interrupted_run_resumes_where_it_stopped(kitti_road_half_root, tmp_path, mixed_precision):
     config = fast_config(data_dir=str(kitti_road_half_root), run_dir=str(tmp_path / "run"), epochs=3,
-                         image_size=(32, 96), max_train_images=4, max_val_images=2)
+                         image_size=(32, 96), max_train_images=4, max_val_images=2,
+                         mixed_precision=mixed_precision)
     with pytest.raises(KeyboardInterrupt):
         train(config, verbose=0, extra_callbacks=[_Interrupt()])
-    assert (tmp_path / "run" / "backup").is_dir()
-    _, history = train(config, verbose=0)
-    assert len(history["loss"]) == 2  # epochs 1 and 2 only: epoch 0 was restored, not redone
+    assert json.loads((tmp_path / "run" / "state.json").read_text())["epochs_done"] == 1
+    first_epoch = modelfile.load_model(tmp_path / "run" / "checkpoint" / "epoch-0001.keras")
+    model, history = train(config, verbose=0)
+    assert len(history["loss"]) == 3  # the whole run's history, epoch 1 restored, not redone
     with open(tmp_path / "run" / "history.csv") as f:
-        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1, 2]
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2, 3]
+    # The optimizer's state came back with the weights: its step count goes on from epoch 1's (the
+    # loss-scale optimizer does not count the steps whose gradients overflowed).
+    steps = model.optimizer.iterations.numpy()
+    assert steps == 3 * 2 if not mixed_precision else 2 * 2 < steps <= 3 * 2
+    assert not np.array_equal(model.get_layer("fc6").get_weights()[0], first_epoch.get_layer("fc6").get_weights()[0])
 
 
 @pytest.mark.parametrize("option", ["mixed_precision", "jit_compile", "class_balancing"])
