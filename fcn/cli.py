@@ -47,6 +47,14 @@ def positive_float(text: str) -> float:
     return value
 
 
+def fraction(text: str) -> float:
+    """A number strictly between 0 and 1."""
+    value = positive_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be below 1, got {text!r}")
+    return value
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, with usage mistakes reported in one line (the usage text is one --help away)."""
 
@@ -66,7 +74,7 @@ def _add_train(sub):
     p.add_argument("--learning-rate", type=positive_float)
     p.add_argument("--encoder", choices=["vgg16", "vgg16_mini"])
     p.add_argument("--weights", help="'imagenet', a VGG16 weights file, or 'none' (random init)")
-    p.add_argument("--val-fraction", type=float)
+    p.add_argument("--val-fraction", type=fraction)
     p.add_argument("--max-train-images", type=positive_int)
     p.add_argument("--max-val-images", type=positive_int)
     p.add_argument("--exclude-frames-in", metavar="DIR",
@@ -102,7 +110,7 @@ def _add_evaluate(sub):
     seg.add_argument("--split", default="val", choices=["train", "val"])
     seg.add_argument("--model", required=True, help="a .keras file written by `fcn train`")
     seg.add_argument("--image-size", type=parse_image_size, help="default: the training size of the run")
-    seg.add_argument("--val-fraction", type=float, default=0.2, help="for datasets without an official split")
+    seg.add_argument("--val-fraction", type=fraction, default=0.2, help="for datasets without an official split")
     seg.add_argument("--seed", type=int, default=0)
     seg.add_argument("--json", action="store_true", help="print JSON (fractions) instead of a table")
 

@@ -37,7 +37,7 @@ def test_train_writes_the_run_folder(trained_run):
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert all(math.isfinite(float(r["loss"])) and math.isfinite(float(r["val_loss"])) for r in rows)
-    assert not (trained_run / "backup").exists()  # removed after a run that finished
+    assert [p.name for p in (trained_run / "checkpoint").iterdir()] == ["epoch-0002.keras"]  # the last only
 
 
 def test_training_reduces_the_loss(trained_run):
