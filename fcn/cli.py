@@ -165,14 +165,16 @@ def run_predict(args) -> None:
     info = modelfile.read_info(args.model)  # checks the file before anything else is done
     images = predict.list_images(args.input)
     _check_output_folder(args.output)
-    model = predict.load_model(args.model)
     image_size = args.image_size or predict.run_image_size(args.model)
+    for path in images:  # from the PNG headers, before the model (up to 500 MB) is loaded
+        predict.check_image_size(path, image_size)
+    model = predict.load_model(args.model)
     options = {}
     if args.format == "devkit":
         options["road_id"] = predict.road_class_of(args.model, model)
     elif info is not None and info["dataset"] in DATASETS:
         options["palette"] = DATASETS[info["dataset"]].palette
-    elif model.output_shape[-1] != 2:
+    elif args.format == "overlay" and model.output_shape[-1] != 2:  # label ids need no colours
         raise ValueError(f"{args.model}: no fcn description in the model file, so its class colours are unknown")
     where = f"{image_size[0]}x{image_size[1]}" if image_size else "each image's own size"
     print(f"running the network at {where} ({'--image-size' if args.image_size else 'from the model file'})")

@@ -79,10 +79,13 @@ def check_image_size(path, image_size) -> None:
 
 def predict_scores(model: keras.Model, image: np.ndarray, image_size=None) -> np.ndarray:
     """Softmax probabilities at the size the network runs at: (h, w, C) float32 (image_size, or the image's)."""
-    x = tf.convert_to_tensor(image[None], tf.float32)
+    # Resized in its own dtype (bilinear computes in float32 and returns float32, the same values as resizing
+    # a float32 copy): a float32 copy of a large image would cost 12 bytes per pixel, twice over in the
+    # conversion.
+    x = tf.convert_to_tensor(image[None])
     if image_size is not None:
         x = tf.image.resize(x, image_size, method="bilinear")
-    return tf.nn.softmax(model(x, training=False), axis=-1)[0].numpy()
+    return tf.nn.softmax(model(tf.cast(x, tf.float32), training=False), axis=-1)[0].numpy()
 
 
 def _upsample(channel: np.ndarray, shape) -> np.ndarray:
@@ -111,10 +114,12 @@ def predict_labels(model: keras.Model, image: np.ndarray, image_size=None) -> np
     scores = predict_scores(model, image, image_size)
     best = np.full(image.shape[:2], -np.inf, np.float32)
     labels = np.zeros(image.shape[:2], np.uint8)
+    better = np.empty(image.shape[:2], bool)
     for c in range(scores.shape[-1]):
         channel = _upsample(scores[..., c], image.shape[:2])
-        better = channel > best
-        labels[better], best[better] = c, channel[better]
+        np.greater(channel, best, out=better)
+        labels[better] = c
+        np.copyto(best, channel, where=better)  # no channel[better] copy
     return labels
 
 
