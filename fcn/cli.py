@@ -94,7 +94,7 @@ def _add_predict(sub):
     p.add_argument("--output", required=True, help="folder for the results")
     p.add_argument("--format", default="devkit", choices=["devkit", "overlay", "labels"])
     p.add_argument("--image-size", type=parse_image_size,
-                   help="HEIGHTxWIDTH to run at (default: the training size from the run's config.json)")
+                   help="HEIGHTxWIDTH to run at (default: the size recorded in the model file)")
 
 
 def _add_evaluate(sub):
@@ -109,7 +109,7 @@ def _add_evaluate(sub):
     seg.add_argument("--data-dir", required=True)
     seg.add_argument("--split", default="val", choices=["train", "val"])
     seg.add_argument("--model", required=True, help="a .keras file written by `fcn train`")
-    seg.add_argument("--image-size", type=parse_image_size, help="default: the training size of the run")
+    seg.add_argument("--image-size", type=parse_image_size, help="default: the size recorded in the model file")
     seg.add_argument("--val-fraction", type=fraction, default=0.2, help="for datasets without an official split")
     seg.add_argument("--seed", type=int, default=0)
     seg.add_argument("--json", action="store_true", help="print JSON (fractions) instead of a table")
