@@ -69,6 +69,8 @@ def _add_train(sub):
     p.add_argument("--run-dir", required=True, help="output folder of this run (rerun to resume)")
     p.add_argument("--fast", action="store_true", help="tiny CPU mode: light encoder, small images, 8 images")
     p.add_argument("--epochs", type=positive_int)
+    p.add_argument("--minutes", type=positive_float,
+                   help="wall-clock budget: stop after the last epoch that fits (rerun with more to continue)")
     p.add_argument("--image-size", type=parse_image_size, help="HEIGHTxWIDTH the images are resized to")
     p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--learning-rate", type=positive_float)
@@ -144,7 +146,7 @@ def run_train(args) -> None:
     from fcn.train import TrainConfig, fast_config, train
 
     overrides = {key: getattr(args, key) for key in (
-        "dataset", "data_dir", "run_dir", "epochs", "image_size", "batch_size", "learning_rate", "encoder",
+        "dataset", "data_dir", "run_dir", "epochs", "minutes", "image_size", "batch_size", "learning_rate", "encoder",
         "val_fraction", "max_train_images", "max_val_images", "augment", "class_balancing", "mixed_precision", "jit_compile", "seed",
     ) if getattr(args, key) is not None}
     if args.exclude_frames_in:

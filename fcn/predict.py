@@ -173,10 +173,12 @@ def write_predictions(model, image_paths, output_dir, image_size=None, output_fo
     return written
 
 
-def evaluate_road(model, samples, image_size=None, progress=False, road_id: int = 1) -> dict[str, dict]:
+def evaluate_road(model, samples, image_size=None, progress=False, road_id: int = 1,
+                  pooled: bool = False) -> dict[str, dict]:
     """KITTI devkit scores (MaxF, AP, ...) of a model on labelled KITTI Road samples, per <cat>_road category.
 
-    Probabilities are computed at each image's full size, as the benchmark requires.
+    Probabilities are computed at each image's full size, as the benchmark requires. With pooled=True
+    the result also has "urban_road": all categories' pixels together (the benchmark's URBAN_ROAD).
     """
     histograms = {}
     for sample in tqdm(samples, desc="evaluate", disable=not progress):
@@ -185,6 +187,8 @@ def evaluate_road(model, samples, image_size=None, progress=False, road_id: int 
         pos, neg = metrics.confidence_histograms(confidence, road, valid)
         total = histograms.setdefault(f"{sample.category}_road", [0, 0])
         total[0], total[1] = total[0] + pos, total[1] + neg
+    if pooled:
+        histograms["urban_road"] = [sum(h[0] for h in histograms.values()), sum(h[1] for h in histograms.values())]
     return {category: metrics.road_scores(pos, neg) for category, (pos, neg) in sorted(histograms.items())}
 
 

@@ -35,15 +35,22 @@ class RunState:
 
     epochs_done: int = 0
     monitor: str = "val_loss"
+    # "max" where higher is better (MaxF, IoU), "min" for losses.
+    mode: str = "min"
     best_epoch: int | None = None
     best_value: float | None = None
+    # Wall-clock seconds of training over the whole run, resumes included; whether a time budget ended it.
+    seconds: float = 0.0
+    stopped_by_budget: bool = False
     history: list[dict] = field(default_factory=list)
 
     def is_improvement(self, value) -> bool:
-        """Whether `value` of the monitored metric (lower is better) beats the best so far."""
+        """Whether `value` of the monitored metric beats the best so far."""
         if value is None or not math.isfinite(value):
             return False
-        return self.best_value is None or value < self.best_value
+        if self.best_value is None:
+            return True
+        return value > self.best_value if self.mode == "max" else value < self.best_value
 
     def history_columns(self) -> dict[str, list[float]]:
         """{metric: per-epoch values}, like Keras' History.history (epochs in order)."""

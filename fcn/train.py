@@ -18,7 +18,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from fcn import modelfile
+from fcn import callbacks, modelfile
 from fcn.data import get_dataset, pipeline
 from fcn.data.class_weights import cached_median_frequency_weights
 from fcn.data.pipeline import Augmentation, make_dataset
@@ -54,6 +54,9 @@ class TrainConfig:
     exclude_frames: list[str] = field(default_factory=list)
     mixed_precision: bool = False
     jit_compile: bool = False
+    # Wall-clock budget of the whole run in minutes (None: no budget): training stops cleanly at the end of
+    # the last epoch that fits, with every file complete (see fcn/callbacks.py CommitEpoch).
+    minutes: float | None = None
     notes: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -69,13 +72,15 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1 (or None for all), got {getattr(self, name)}")
         if not (math.isfinite(self.learning_rate) and 0 < self.learning_rate < 1):
             raise ValueError(f"learning_rate must be in (0, 1), got {self.learning_rate}")
+        if self.minutes is not None and not (math.isfinite(self.minutes) and self.minutes > 0):
+            raise ValueError(f"minutes must be a positive number of minutes, got {self.minutes}")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         get_dataset(self.dataset)  # unknown names raise, listing the known ones
         if self.encoder not in ENCODERS:
             raise ValueError(f"unknown encoder {self.encoder!r}; choose from {sorted(ENCODERS)}")
-        if self.weights is not None and self.encoder != "vgg16":
-            raise ValueError(f"pretrained weights exist only for encoder 'vgg16', not {self.encoder!r}")
+        if self.weights is not None and self.encoder == "vgg16_mini":
+            raise ValueError("pretrained weights do not exist for encoder 'vgg16_mini'; use weights=None")
 
     def check_paths(self) -> None:
         """The files and folders the run reads and writes are usable (checked when training starts)."""
@@ -154,29 +159,11 @@ def compile_model(model: keras.Model, config: TrainConfig, num_classes: int) -> 
     return model
 
 
-class CommitEpoch(keras.callbacks.Callback):
-    """At the end of each epoch: checkpoint, then commit it to the run folder (see fcn/runs.py)."""
-
-    def __init__(self, run: RunFolder, state: RunState, config: TrainConfig, info: dict):
-        super().__init__()
-        self.run, self.state, self.config, self.info = run, state, config, info
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = {key: float(value) for key, value in (logs or {}).items()}
-        state = dataclasses.replace(self.state, epochs_done=epoch + 1,
-                                    history=[*self.state.history, {"epoch": epoch + 1, **logs}])
-        if state.is_improvement(logs.get(state.monitor)):
-            state.best_epoch, state.best_value = epoch + 1, logs[state.monitor]
-        modelfile.save_model(self.model, self.run.checkpoint(epoch + 1), self.info)
-        self.run.commit(state, dataclasses.asdict(self.config))
-        self.state = state
-
-
 def _check_same_run(run: RunFolder, config: TrainConfig) -> None:
-    # Resuming with other settings would mix two runs in one history; only the epoch count may grow.
+    # Resuming with other settings would mix two runs in one history; only the epochs and minutes may grow.
     saved = json.loads(run.config.read_text())
     new = json.loads(json.dumps(dataclasses.asdict(config)))
-    changed = sorted(key for key in new if key != "epochs" and saved.get(key) != new[key])
+    changed = sorted(key for key in new if key not in ("epochs", "minutes") and saved.get(key) != new[key])
     if changed:
         details = ", ".join(f"{key} {saved.get(key)!r} -> {new[key]!r}" for key in changed)
         raise ValueError(f"{run.path} holds a run with other settings ({details}); rerun with the same "
@@ -194,21 +181,29 @@ def train(config: TrainConfig, verbose: int | str = 2, extra_callbacks=()):
     if state is not None:
         _check_same_run(run, config)
         run.recover(state)
-        if state.epochs_done >= config.epochs:
+        if _is_finished(state, config):
             run.finish(state)
-            print(f"{run.path}: finished, {state.epochs_done} epochs (pass more epochs to continue it)")
+            print(f"{run.path}: finished, {state.epochs_done} epochs in {state.seconds / 60:.1f} minutes "
+                  f"(pass more epochs{' or minutes' if state.stopped_by_budget else ''} to continue it)")
             return modelfile.load_model(run.final), state.history_columns()
         print(f"{run.path}: resuming after epoch {state.epochs_done} of {config.epochs}")
-    state = state or RunState()
+    state = state or RunState(monitor=callbacks.score_name(config.dataset), mode="max")
     keras.utils.set_random_seed(config.seed)
     info = get_dataset(config.dataset)
-    train_ds, val_ds, train_samples, _ = build_datasets(config, state.epochs_done)
+    train_ds, val_ds, train_samples, val_samples = build_datasets(config, state.epochs_done)
     created = not run.path.exists()
     run.path.mkdir(parents=True, exist_ok=True)
     try:
         with _dtype_policy(config.mixed_precision):
             model = _resume_or_build(run, state, config, info.num_classes)
-            _fit(model, train_ds, val_ds, state, config, run, extra_callbacks, verbose,
+            fit_callbacks = [
+                keras.callbacks.TerminateOnNaN(),
+                callbacks.ValidationScore(val_samples, info, config.image_size),
+                callbacks.CommitEpoch(run, state, dataclasses.asdict(config), _model_info(config), config.minutes),
+                keras.callbacks.TensorBoard(str(run.path / "logs"), write_graph=False, profile_batch=0),
+                *extra_callbacks,
+            ]
+            _fit(model, train_ds, val_ds, state, config, fit_callbacks, verbose,
                  steps=math.ceil(len(train_samples) / config.batch_size))
     except BaseException:
         if run.read_state() is None:
@@ -217,6 +212,20 @@ def train(config: TrainConfig, verbose: int | str = 2, extra_callbacks=()):
     state = run.read_state()
     run.finish(state)
     return model, state.history_columns()
+
+
+def _is_finished(state: RunState, config: TrainConfig) -> bool:
+    # Done when every epoch is, or when another epoch as long as the last one would overrun the budget.
+    if state.epochs_done >= config.epochs:
+        return True
+    last_epoch = state.history[-1].get("seconds", 0.0) if state.history else 0.0
+    return config.minutes is not None and state.seconds + last_epoch > 60 * config.minutes
+
+
+def _model_info(config: TrainConfig) -> dict:
+    info = get_dataset(config.dataset)
+    return modelfile.model_info(config.dataset, info.class_names, config.image_size, config.encoder,
+                                road_class=info.road_class)
 
 
 def _resume_or_build(run: RunFolder, state: RunState, config: TrainConfig, num_classes: int) -> keras.Model:
@@ -235,20 +244,11 @@ def _resume_or_build(run: RunFolder, state: RunState, config: TrainConfig, num_c
     return model
 
 
-def _fit(model, train_ds, val_ds, state, config, run, extra_callbacks, verbose, steps) -> None:
-    info = get_dataset(config.dataset)
-    description = modelfile.model_info(config.dataset, info.class_names, config.image_size, config.encoder,
-                                       road_class=info.road_class)
-    callbacks = [
-        keras.callbacks.TerminateOnNaN(),
-        CommitEpoch(run, state, config, description),
-        keras.callbacks.TensorBoard(str(run.path / "logs"), write_graph=False, profile_batch=0),
-        *extra_callbacks,
-    ]
+def _fit(model, train_ds, val_ds, state, config, fit_callbacks, verbose, steps) -> None:
     problem = None
     try:
         model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=state.epochs_done,
-                  steps_per_epoch=steps, callbacks=callbacks, verbose=verbose,
+                  steps_per_epoch=steps, callbacks=fit_callbacks, verbose=verbose,
                   shuffle=False)  # the tf.data pipeline orders each epoch itself
     except tf.errors.OpError as error:
         problem = pipeline.input_error(error)

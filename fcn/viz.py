@@ -63,11 +63,17 @@ def plot_loss_curves(history, title: str = "Training") -> InlineFigure:
     if not isinstance(history, dict):
         history = read_history(history)
     epochs = np.arange(1, len(history["loss"]) + 1)
-    metrics = sorted(k for k in history if not k.startswith("val_") and k not in ("loss", "epoch"))
+    skip = ("loss", "epoch", "seconds")
+    metrics = sorted(k for k in history if not k.startswith("val_") and k not in skip)
+    # Scores computed on the validation split only (the run's selection metric, e.g. val_maxf).
+    metrics += sorted(k for k in history if k.startswith("val_") and k[4:] not in history and k != "val_loss")
     fig = InlineFigure(figsize=(11, 3.6))
     axes = fig.subplots(1, 2)
     for ax, keys, ylabel in ((axes[0], ["loss"], "loss"), (axes[1], metrics, "metric")):
         for key in keys:
+            if key.startswith("val_"):
+                ax.plot(epochs, history[key], ls="--", marker="s", ms=3, label=f"validation {key[4:]}")
+                continue
             line = ax.plot(epochs, history[key], marker="o", ms=3, label=f"train {key}")[0]
             if f"val_{key}" in history:
                 ax.plot(epochs, history[f"val_{key}"], ls="--", marker="o", ms=3, color=line.get_color(),

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fcn import modelfile
 from fcn._quiet_tensorflow import is_startup_noise
 from fcn.data import synthetic
 from fcn.imageio import read_rgb, write_png
@@ -85,6 +86,28 @@ def test_bad_file_in_a_later_epoch_leaves_the_run_resumable(road_data, tmp_path)
     assert "resuming after epoch 1 of 2" in result.stdout
     assert json.loads((run_dir / "state.json").read_text())["epochs_done"] == 2
     assert not [line for line in result.stderr.splitlines() if is_startup_noise(line) and line.strip()]
+
+
+@pytest.mark.slow
+def test_time_budget_stops_cleanly_and_is_recorded(road_data, tmp_path):
+    run_dir = tmp_path / "run"
+    # The first epoch (with its graph tracing) takes longer than this budget: the run stops after it.
+    result = _run([*_train_command(road_data, run_dir, epochs=50), "--minutes", "0.02"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "another epoch would overrun the budget of 0.02 minutes" in result.stdout
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["stopped_by_budget"] and state["epochs_done"] < 50
+    assert state["seconds"] == pytest.approx(sum(row["seconds"] for row in state["history"]), abs=0.01)
+    assert json.loads((run_dir / "config.json").read_text())["minutes"] == 0.02
+    for name in ("best.keras", "final.keras"):
+        assert modelfile.load_model(run_dir / name).output_shape[-1] == 2
+    # The same command again: finished. More minutes: the run goes on from where it stopped.
+    again = _run([*_train_command(road_data, run_dir, epochs=50), "--minutes", "0.02"])
+    assert again.returncode == 0 and "finished" in again.stdout
+    done = state["epochs_done"]
+    more = _run([*_train_command(road_data, run_dir, epochs=done + 1), "--minutes", "30"])
+    assert more.returncode == 0 and f"resuming after epoch {done} of {done + 1}" in more.stdout
+    assert json.loads((run_dir / "state.json").read_text())["epochs_done"] == done + 1
 
 
 def test_failed_start_in_an_existing_folder_removes_only_what_it_wrote(road_data, tmp_path):

@@ -28,8 +28,9 @@ def test_prepare_data_is_explicit(tmp_path):
 
 def test_train_then_evaluate_segmentation_cli(kitti_semantics_root, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    train(fast_config(dataset="kitti_semantics", data_dir=str(kitti_semantics_root), run_dir=str(run_dir),
-                      epochs=1, max_train_images=4, class_balancing=True), verbose=0)
+    _, history = train(fast_config(dataset="kitti_semantics", data_dir=str(kitti_semantics_root),
+                                   run_dir=str(run_dir), epochs=1, max_train_images=4, max_val_images=None,
+                                   class_balancing=True), verbose=0)
     capsys.readouterr()
     assert cli.main(["evaluate", "segmentation", "--dataset", "kitti_semantics", "--data-dir",
                      str(kitti_semantics_root), "--split", "val", "--model", str(run_dir / "final.keras"),
@@ -39,6 +40,8 @@ def test_train_then_evaluate_segmentation_cli(kitti_semantics_root, tmp_path, ca
     assert list(scores["class_iou"]) == list(info.class_names)
     present = [v for v in scores["class_iou"].values() if v is not None]  # null = absent from both
     assert scores["mean_iou"] == pytest.approx(np.mean(present), abs=1e-12)
+    # The score that picked the best epoch during training is this same validation mean IoU.
+    assert history["val_miou"][0] == pytest.approx(scores["mean_iou"], abs=1e-9)
     # The confusion matrix covers exactly the labelled pixels of the validation frames.
     _, val = info.list_train_val(kitti_semantics_root, 0.2, 0)
     labelled = sum(int(np.sum(info.read_label(s.label) != 255)) for s in val)

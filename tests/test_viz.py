@@ -271,3 +271,10 @@ def test_add_legend_has_one_entry_per_class():
     viz.add_legend(fig, ["road", "car"], palette)
     legend = fig.legends[0]
     assert [t.get_text() for t in legend.get_texts()] == ["road", "car"]
+
+
+def test_loss_curves_show_validation_only_scores():
+    history = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.6], "val_maxf": [0.6, 0.8], "seconds": [3.0, 2.0]}
+    fig = viz.plot_loss_curves(history)
+    labels = [line.get_label() for ax in fig.axes for line in ax.lines]
+    assert "validation maxf" in labels and not any("seconds" in label for label in labels)
