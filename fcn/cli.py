@@ -74,7 +74,7 @@ def _add_train(sub):
     p.add_argument("--image-size", type=parse_image_size, help="HEIGHTxWIDTH the images are resized to")
     p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--learning-rate", type=positive_float)
-    p.add_argument("--encoder", choices=["vgg16", "vgg16_mini"])
+    p.add_argument("--encoder", choices=sorted(__import__("fcn.model").model.ENCODERS))  # the model registry
     p.add_argument("--weights", help="'imagenet', a VGG16 weights file, or 'none' (random init)")
     p.add_argument("--val-fraction", type=fraction)
     p.add_argument("--max-train-images", type=positive_int)
