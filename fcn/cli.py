@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from fcn.model import ENCODERS
+
 
 def parse_image_size(text: str) -> tuple[int, int]:
     """'160x576' -> (160, 576): height x width, each at least 32 (the network's stride)."""
@@ -74,8 +76,8 @@ def _add_train(sub):
     p.add_argument("--image-size", type=parse_image_size, help="HEIGHTxWIDTH the images are resized to")
     p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--learning-rate", type=positive_float)
-    p.add_argument("--encoder", choices=sorted(__import__("fcn.model").model.ENCODERS))  # the model registry
-    p.add_argument("--weights", help="'imagenet', a VGG16 weights file, or 'none' (random init)")
+    p.add_argument("--encoder", choices=sorted(ENCODERS))  # the model's registry: nothing to add here
+    p.add_argument("--weights", help="'imagenet', a weights file of the encoder, or 'none' (random init)")
     p.add_argument("--val-fraction", type=fraction)
     p.add_argument("--max-train-images", type=positive_int)
     p.add_argument("--max-val-images", type=positive_int)

@@ -85,7 +85,7 @@ class TrainConfig:
     def check_paths(self) -> None:
         """The files and folders the run reads and writes are usable (checked when training starts)."""
         if self.weights not in (None, "imagenet") and not Path(self.weights).is_file():
-            raise FileNotFoundError(f"{self.weights}: VGG16 weights file not found")
+            raise FileNotFoundError(f"{self.weights}: {self.encoder} weights file not found")
         if not Path(self.data_dir).is_dir():
             raise FileNotFoundError(f"{self.data_dir}: dataset folder not found")
         run_dir = Path(self.run_dir)
