@@ -12,3 +12,4 @@ _quiet_tensorflow.import_tensorflow()
 # loads with plain `keras.models.load_model(path)`.
 from fcn import losses as _losses  # noqa: E402, F401
 from fcn import model as _model  # noqa: E402, F401
+from fcn import optim as _optim  # noqa: E402, F401

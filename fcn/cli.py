@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from fcn.model import ENCODERS
+from fcn.optim import OPTIMIZERS, SCHEDULES
 
 
 def parse_image_size(text: str) -> tuple[int, int]:
@@ -75,7 +76,11 @@ def _add_train(sub):
                    help="wall-clock budget: stop after the last epoch that fits (rerun with more to continue)")
     p.add_argument("--image-size", type=parse_image_size, help="HEIGHTxWIDTH the images are resized to")
     p.add_argument("--batch-size", type=positive_int)
-    p.add_argument("--learning-rate", type=positive_float)
+    p.add_argument("--learning-rate", type=positive_float, help="the base (peak) learning rate")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, help="adam (default), adamw, or sgd with momentum 0.9")
+    p.add_argument("--weight-decay", type=positive_float, help="decoupled weight decay (adamw, sgd)")
+    p.add_argument("--lr-schedule", choices=SCHEDULES, help="constant (default), or warm-up then cosine/poly decay")
+    p.add_argument("--warmup-epochs", type=positive_float, help="linear warm-up length (cosine, poly)")
     p.add_argument("--encoder", choices=sorted(ENCODERS))  # the model's registry: nothing to add here
     p.add_argument("--weights", help="'imagenet', a weights file of the encoder, or 'none' (random init)")
     p.add_argument("--val-fraction", type=fraction)
@@ -148,8 +153,9 @@ def run_train(args) -> None:
     from fcn.train import TrainConfig, fast_config, train
 
     overrides = {key: getattr(args, key) for key in (
-        "dataset", "data_dir", "run_dir", "epochs", "minutes", "image_size", "batch_size", "learning_rate", "encoder",
-        "val_fraction", "max_train_images", "max_val_images", "augment", "class_balancing", "mixed_precision", "jit_compile", "seed",
+        "dataset", "data_dir", "run_dir", "epochs", "minutes", "image_size", "batch_size", "learning_rate",
+        "optimizer", "weight_decay", "lr_schedule", "warmup_epochs", "encoder", "val_fraction", "max_train_images",
+        "max_val_images", "augment", "class_balancing", "mixed_precision", "jit_compile", "seed",
     ) if getattr(args, key) is not None}
     if args.exclude_frames_in:
         overrides["exclude_frames"] = sorted(p.name for p in Path(args.exclude_frames_in).glob("*.png"))

@@ -18,7 +18,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from fcn import callbacks, modelfile
+from fcn import callbacks, modelfile, optim
 from fcn.data import get_dataset, pipeline
 from fcn.data.class_weights import cached_median_frequency_weights
 from fcn.data.pipeline import Augmentation, make_dataset
@@ -43,6 +43,11 @@ class TrainConfig:
     epochs: int = 30
     # Adam at 1e-4 for a pretrained encoder; from scratch (weights=None) 1e-3 converges faster.
     learning_rate: float = 1e-4
+    # Optimizer and schedule (fcn/optim.py): the defaults are the plain recipe, Adam at a constant rate.
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    lr_schedule: str = "constant"
+    warmup_epochs: float = 0.0
     val_fraction: float = 0.2
     seed: int = 0
     augment: bool = True
@@ -74,6 +79,16 @@ class TrainConfig:
             raise ValueError(f"learning_rate must be in (0, 1), got {self.learning_rate}")
         if self.minutes is not None and not (math.isfinite(self.minutes) and self.minutes > 0):
             raise ValueError(f"minutes must be a positive number of minutes, got {self.minutes}")
+        if self.optimizer not in optim.OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose from {optim.OPTIMIZERS}")
+        if self.lr_schedule not in optim.SCHEDULES:
+            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; choose from {optim.SCHEDULES}")
+        if not (0 <= self.weight_decay < 1) or (self.weight_decay and self.optimizer == "adam"):
+            raise ValueError(f"weight_decay must be in [0, 1) and needs optimizer adamw or sgd, got "
+                             f"{self.weight_decay} with {self.optimizer}")
+        if not 0 <= self.warmup_epochs < self.epochs or (self.warmup_epochs and self.lr_schedule == "constant"):
+            raise ValueError(f"warmup_epochs must be in [0, epochs) and needs a cosine or poly lr_schedule, got "
+                             f"{self.warmup_epochs} with {self.lr_schedule}")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         get_dataset(self.dataset)  # unknown names raise, listing the known ones
@@ -147,10 +162,12 @@ def build_datasets(config: TrainConfig, first_epoch: int = 0):
     return train_ds, val_ds, train, val
 
 
-def compile_model(model: keras.Model, config: TrainConfig, num_classes: int) -> keras.Model:
-    """Adam + masked cross-entropy; pixel accuracy and mean IoU skip the ignore id."""
+def compile_model(model: keras.Model, config: TrainConfig, num_classes: int, steps_per_epoch: int = 1) -> keras.Model:
+    """Optimizer and schedule of the config + masked cross-entropy; pixel accuracy and mean IoU skip ignore."""
+    rate = optim.learning_rate(config.learning_rate, config.lr_schedule, total_steps=config.epochs * steps_per_epoch,
+                               warmup_steps=round(config.warmup_epochs * steps_per_epoch))
     model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
+        optimizer=optim.make_optimizer(config.optimizer, rate, config.weight_decay),
         loss=MaskedSparseCrossEntropy(),
         metrics=[PixelAccuracy(), keras.metrics.MeanIoU(num_classes, ignore_class=255, sparse_y_pred=False,
                                                         name="mean_iou")],
@@ -195,7 +212,8 @@ def train(config: TrainConfig, verbose: int | str = 2, extra_callbacks=()):
     run.path.mkdir(parents=True, exist_ok=True)
     try:
         with _dtype_policy(config.mixed_precision):
-            model = _resume_or_build(run, state, config, info.num_classes)
+            steps = math.ceil(len(train_samples) / config.batch_size)
+            model = _resume_or_build(run, state, config, info.num_classes, steps)
             fit_callbacks = [
                 keras.callbacks.TerminateOnNaN(),
                 callbacks.ValidationScore(val_samples, info, config.image_size),
@@ -203,8 +221,7 @@ def train(config: TrainConfig, verbose: int | str = 2, extra_callbacks=()):
                 keras.callbacks.TensorBoard(str(run.path / "logs"), write_graph=False, profile_batch=0),
                 *extra_callbacks,
             ]
-            _fit(model, train_ds, val_ds, state, config, fit_callbacks, verbose,
-                 steps=math.ceil(len(train_samples) / config.batch_size))
+            _fit(model, train_ds, val_ds, state, config, fit_callbacks, verbose, steps)
     except BaseException:
         if run.read_state() is None:
             run.discard(created)
@@ -228,9 +245,10 @@ def _model_info(config: TrainConfig) -> dict:
                                 road_class=info.road_class)
 
 
-def _resume_or_build(run: RunFolder, state: RunState, config: TrainConfig, num_classes: int) -> keras.Model:
-    model = compile_model(build_fcn8(num_classes, encoder=config.encoder, weights=None if state.epochs_done
-                                     else config.weights), config, num_classes)
+def _resume_or_build(run: RunFolder, state: RunState, config: TrainConfig, num_classes: int,
+                     steps_per_epoch: int) -> keras.Model:
+    model = build_fcn8(num_classes, encoder=config.encoder, weights=None if state.epochs_done else config.weights)
+    compile_model(model, config, num_classes, steps_per_epoch)
     if state.epochs_done:
         # Weights and the optimizer's state (moments, step count, loss scale) from the last checkpoint; the
         # compile settings are the config's own, which _check_same_run has found unchanged.

@@ -1,0 +1,69 @@
+"""Optimizers and learning-rate schedules of the training recipes.
+
+The paper trains FCN-VGG16 with SGD, momentum 0.9 and weight decay at a fixed rate; light encoders from
+scratch are usually trained with AdamW and a warm-up followed by a cosine or polynomial ("poly", power 0.9,
+as in DeepLab and MMSegmentation) decay. "adam" with a "constant" rate is the default: the recipe so far.
+"""
+
+import math
+
+import keras
+from keras import ops
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine", "poly")
+
+
+@keras.saving.register_keras_serializable(package="fcn")
+class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to `base_rate` over `warmup_steps`, then cosine or polynomial decay to 0 at `total_steps`.
+
+    rate(step) = base * (step + 1) / warmup              for step < warmup
+               = base * (1 + cos(pi * t)) / 2            cosine, t = (step - warmup) / (total - warmup) in [0, 1]
+               = base * (1 - t) ** power                 poly
+    """
+
+    def __init__(self, base_rate: float, total_steps: int, warmup_steps: int = 0, kind: str = "cosine",
+                 power: float = 0.9):
+        if kind not in ("cosine", "poly"):
+            raise ValueError(f"decay must be 'cosine' or 'poly', got {kind!r}")
+        if not 0 <= warmup_steps < total_steps:
+            raise ValueError(f"need 0 <= warmup_steps < total_steps, got {warmup_steps} and {total_steps}")
+        self.base_rate, self.total_steps, self.warmup_steps = float(base_rate), int(total_steps), int(warmup_steps)
+        self.kind, self.power = kind, float(power)
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        warm = self.base_rate * (step + 1.0) / max(self.warmup_steps, 1)
+        t = ops.clip((step - self.warmup_steps) / (self.total_steps - self.warmup_steps), 0.0, 1.0)
+        if self.kind == "cosine":
+            decayed = self.base_rate * 0.5 * (1.0 + ops.cos(math.pi * t))
+        else:
+            decayed = self.base_rate * ops.power(1.0 - t, self.power)
+        return ops.where(step < self.warmup_steps, warm, decayed)
+
+    def get_config(self):
+        return {"base_rate": self.base_rate, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
+                "kind": self.kind, "power": self.power}
+
+
+def learning_rate(base_rate: float, schedule: str, total_steps: int, warmup_steps: int = 0):
+    """A float for "constant" (no warm-up allowed there), else a WarmupDecay schedule."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown learning-rate schedule {schedule!r}; choose from {SCHEDULES}")
+    if schedule == "constant":
+        return base_rate
+    return WarmupDecay(base_rate, total_steps, warmup_steps, kind=schedule)
+
+
+def make_optimizer(name: str, rate, weight_decay: float = 0.0) -> keras.optimizers.Optimizer:
+    """Adam (weight decay not allowed: use adamw), AdamW (decoupled decay), or SGD with momentum 0.9."""
+    if name == "adam":
+        if weight_decay:
+            raise ValueError("weight decay needs optimizer 'adamw' or 'sgd', not 'adam'")
+        return keras.optimizers.Adam(rate)
+    if name == "adamw":
+        return keras.optimizers.AdamW(rate, weight_decay=weight_decay)
+    if name == "sgd":
+        return keras.optimizers.SGD(rate, momentum=0.9, weight_decay=weight_decay or None)
+    raise ValueError(f"unknown optimizer {name!r}; choose from {OPTIMIZERS}")

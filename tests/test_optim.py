@@ -1,0 +1,101 @@
+"""Optimizers and learning-rate schedules: hand-worked values, the default path unchanged, resumed schedules."""
+
+import math
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from fcn import modelfile, optim
+from fcn.data import synthetic
+from fcn.model import build_fcn8
+from fcn.train import TrainConfig, compile_model, fast_config, train
+
+
+def _expected_rate(step, base, total, warmup, kind, power=0.9):
+    # Written from the definition, independently of WarmupDecay's tensor code.
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = min(max((step - warmup) / (total - warmup), 0.0), 1.0)
+    return base * (0.5 * (1 + math.cos(math.pi * t)) if kind == "cosine" else (1 - t) ** power)
+
+
+@pytest.mark.parametrize("kind", ["cosine", "poly"])
+def test_warmup_decay_values(kind):
+    schedule = optim.WarmupDecay(0.01, total_steps=100, warmup_steps=10, kind=kind)
+    for step in (0, 4, 9, 10, 11, 50, 99, 100, 150):
+        assert float(schedule(step)) == pytest.approx(_expected_rate(step, 0.01, 100, 10, kind), rel=1e-5, abs=1e-9)
+    assert float(schedule(0)) == pytest.approx(0.001) and float(schedule(100)) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_schedule_survives_saving():
+    schedule = optim.WarmupDecay(0.02, total_steps=50, warmup_steps=5, kind="poly")
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(schedule))
+    assert [float(restored(s)) for s in (0, 7, 49)] == [float(schedule(s)) for s in (0, 7, 49)]
+
+
+def test_default_recipe_is_plain_adam_at_a_constant_rate():
+    model = compile_model(build_fcn8(2, encoder="vgg16_mini", weights=None), TrainConfig(weights=None), 2, 10)
+    assert type(model.optimizer) is keras.optimizers.Adam
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-4)
+
+
+def test_adamw_and_sgd_get_their_settings():
+    config = TrainConfig(weights=None, optimizer="adamw", weight_decay=0.05, lr_schedule="cosine",
+                         warmup_epochs=1, epochs=4)
+    model = compile_model(build_fcn8(2, encoder="vgg16_mini", weights=None), config, 2, steps_per_epoch=3)
+    assert type(model.optimizer) is keras.optimizers.AdamW and model.optimizer.weight_decay == 0.05
+    schedule = model.optimizer._learning_rate
+    assert (schedule.total_steps, schedule.warmup_steps, schedule.kind) == (12, 3, "cosine")
+    sgd = compile_model(build_fcn8(2, encoder="vgg16_mini", weights=None),
+                        TrainConfig(weights=None, optimizer="sgd", weight_decay=5e-4), 2)
+    assert type(sgd.optimizer) is keras.optimizers.SGD and sgd.optimizer.momentum == 0.9
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(optimizer="rmsprop"), "unknown optimizer"),
+    (dict(lr_schedule="step"), "unknown lr_schedule"),
+    (dict(weight_decay=0.01), "weight_decay"),  # plain adam has no decoupled decay
+    (dict(warmup_epochs=1), "warmup_epochs"),  # a constant rate has no warm-up
+    (dict(lr_schedule="poly", warmup_epochs=30), "warmup_epochs"),
+])
+def test_bad_recipe_settings_are_refused(settings, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**settings)
+
+
+def test_cli_refuses_warmup_without_a_schedule(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "fcn.cli", "train", "--fast", "--data-dir", str(tmp_path),
+                             "--run-dir", str(tmp_path / "r"), "--warmup-epochs", "1"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and result.stderr.strip().count("\n") == 0
+    assert "warmup_epochs" in result.stderr
+
+
+class _StopAfterFirstEpoch(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt("simulated crash")
+
+
+def test_a_resumed_run_continues_its_schedule(tmp_path):
+    data = synthetic.write_kitti_road(tmp_path / "data", images_per_category=3, test_images_per_category=1,
+                                      scale=0.25, seed=1)
+    config = fast_config(data_dir=str(data), run_dir=str(tmp_path / "run"), image_size=(32, 96), epochs=3,
+                         max_train_images=4, max_val_images=2, optimizer="adamw", weight_decay=0.01,
+                         lr_schedule="cosine", warmup_epochs=1)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, verbose=0, extra_callbacks=[_StopAfterFirstEpoch()])
+    model, _ = train(config, verbose=0)
+    steps = int(model.optimizer.iterations.numpy())
+    assert steps == 3 * 2  # 4 images, batch 2: the step count went on from the checkpoint
+    expected = _expected_rate(steps, 1e-3, total=6, warmup=2, kind="cosine")
+    assert float(model.optimizer.learning_rate) == pytest.approx(expected, abs=1e-9)
+    # The checkpoint (with its schedule) loads with Keras itself once fcn is imported.
+    loaded = keras.saving.load_model(tmp_path / "run" / "best.keras")
+    assert isinstance(loaded.optimizer._learning_rate, optim.WarmupDecay)
+    assert modelfile.read_info(tmp_path / "run" / "best.keras")["dataset"] == "kitti_road"
+    np.testing.assert_array_equal(loaded.get_layer("fc7").get_weights()[0],
+                                  modelfile.load_model(tmp_path / "run" / "best.keras").get_layer("fc7").get_weights()[0])
