@@ -12,26 +12,63 @@ class MaskedSparseCrossEntropy(keras.losses.Loss):
 
     y_true: (B, H, W) int, class ids or `ignore_id`; y_pred: (B, H, W, C) logits. Optional per-pixel
     sample weights (B, H, W) scale each pixel's term (class balancing); the mean stays over valid pixels.
+
+    Two switchable remedies for rare classes, both off by default (then the loss is the plain masked CE):
+    `focal_gamma` > 0 scales each pixel's CE by (1 - p_true)^gamma (Lin et al., 2017), so pixels already
+    classified well count less; `ohem_fraction` < 1 keeps only the hardest pixels (online hard-example
+    mining / bootstrapped CE): the top `ohem_fraction` of the batch's valid pixels by loss, at least
+    `ohem_min_kept` of them, and averages over those (ties at the cut are all kept).
     """
 
-    def __init__(self, ignore_id: int = IGNORE_ID, name: str = "masked_sparse_ce", **kwargs):
+    def __init__(self, ignore_id: int = IGNORE_ID, focal_gamma: float = 0.0, ohem_fraction: float = 1.0,
+                 ohem_min_kept: int = 0, name: str = "masked_sparse_ce", **kwargs):
+        if focal_gamma < 0:
+            raise ValueError(f"focal_gamma must be >= 0, got {focal_gamma}")
+        if not 0 < ohem_fraction <= 1:
+            raise ValueError(f"ohem_fraction must be in (0, 1], got {ohem_fraction}")
+        if ohem_min_kept < 0:
+            raise ValueError(f"ohem_min_kept must be >= 0, got {ohem_min_kept}")
         kwargs.pop("reduction", None)
         # "sum" of per-pixel terms already divided by the number of valid pixels = mean over valid pixels.
         super().__init__(name=name, reduction="sum", **kwargs)
         self.ignore_id = ignore_id
+        self.focal_gamma = float(focal_gamma)
+        self.ohem_fraction = float(ohem_fraction)
+        self.ohem_min_kept = int(ohem_min_kept)
 
     def call(self, y_true, y_pred):
         y_true = ops.cast(y_true, "int32")
         valid = ops.not_equal(y_true, self.ignore_id)
         safe_labels = ops.where(valid, y_true, 0)
         per_pixel = keras.losses.sparse_categorical_crossentropy(safe_labels, y_pred, from_logits=True)
+        if self.focal_gamma:
+            per_pixel = _focal(per_pixel, self.focal_gamma)
+        if self.ohem_fraction < 1.0:
+            valid = _hardest_pixels(per_pixel, valid, self.ohem_fraction, self.ohem_min_kept)
         valid = ops.cast(valid, per_pixel.dtype)
         return per_pixel * valid / ops.maximum(ops.sum(valid), 1.0)
 
     def get_config(self):
         config = super().get_config()
         config.pop("reduction", None)
-        return {**config, "ignore_id": self.ignore_id}
+        return {**config, "ignore_id": self.ignore_id, "focal_gamma": self.focal_gamma,
+                "ohem_fraction": self.ohem_fraction, "ohem_min_kept": self.ohem_min_kept}
+
+
+def _focal(cross_entropy, gamma: float):
+    # p_true = exp(-CE); the factor is treated as part of the loss (gradients flow through it, as in the paper).
+    return ops.power(1.0 - ops.exp(-cross_entropy), gamma) * cross_entropy
+
+
+def _hardest_pixels(per_pixel, valid, fraction: float, min_kept: int):
+    """The valid pixels whose loss is among the k largest, k = max(ceil(fraction * valid), min_kept)."""
+    valid_count = ops.sum(ops.cast(valid, "int32"))
+    k = ops.maximum(ops.cast(ops.ceil(fraction * ops.cast(valid_count, "float32")), "int32"), min_kept)
+    k = ops.maximum(ops.minimum(k, valid_count), 1)
+    # Losses are >= 0, so ignored pixels set to -1 sort below every valid one.
+    flat = ops.reshape(ops.where(valid, ops.stop_gradient(per_pixel), -1.0), [-1])
+    threshold = ops.take(ops.sort(flat), ops.shape(flat)[0] - k)
+    return ops.logical_and(valid, ops.greater_equal(ops.stop_gradient(per_pixel), threshold))
 
 
 @keras.saving.register_keras_serializable(package="fcn")
