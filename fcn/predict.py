@@ -77,8 +77,39 @@ def check_image_size(path, image_size) -> None:
         raise ImageFileError(f"{path}: {height}x{width} pixels is over the limit of {limit:,} pixels{hint}")
 
 
-def predict_scores(model: keras.Model, image: np.ndarray, image_size=None) -> np.ndarray:
-    """Softmax probabilities at the size the network runs at: (h, w, C) float32 (image_size, or the image's)."""
+def predict_scores(model: keras.Model, image: np.ndarray, image_size=None, tta_scales=(1.0,),
+                   tta_flip: bool = False) -> np.ndarray:
+    """Softmax probabilities at the size the network runs at: (h, w, C) float32 (image_size, or the image's).
+
+    Args:
+        tta_scales: test-time augmentation: run the network at each of these multiples of that size and
+            average the probabilities, resized back to it (bilinear). tta_flip: also run each scale on the
+            mirrored image (its probabilities mirrored back). The defaults, (1.0,) and False, run once.
+    """
+    tta_scales = check_tta_scales(tta_scales)
+    if tta_scales == (1.0,) and not tta_flip:
+        return _network_scores(model, image, image_size)
+    base = tuple(image_size) if image_size is not None else image.shape[:2]
+    total = None
+    for scale in tta_scales:
+        size = tuple(max(1, round(side * scale)) for side in base)
+        scores = _network_scores(model, image, size)
+        if tta_flip:  # each scale's pair summed first, so an image and its mirror get mirrored sums
+            scores = scores + _network_scores(model, image[:, ::-1], size)[:, ::-1]
+        scores = _resize_scores(scores, base)
+        total = scores if total is None else total + scores
+    return total / (len(tta_scales) * (2 if tta_flip else 1))
+
+
+def check_tta_scales(scales) -> tuple[float, ...]:
+    """The test-time scales as a tuple of floats; a ValueError unless there are some, all finite and above 0."""
+    scales = tuple(float(scale) for scale in scales)
+    if not scales or not all(0 < scale < float("inf") for scale in scales):
+        raise ValueError(f"test-time scales must be finite numbers above 0, got {scales}")
+    return scales
+
+
+def _network_scores(model, image, image_size) -> np.ndarray:
     # Resized in its own dtype (bilinear computes in float32 and returns float32, the same values as resizing
     # a float32 copy): a float32 copy of a large image would cost 12 bytes per pixel, twice over in the
     # conversion.
@@ -88,6 +119,13 @@ def predict_scores(model: keras.Model, image: np.ndarray, image_size=None) -> np
     return tf.nn.softmax(model(tf.cast(x, tf.float32), training=False), axis=-1)[0].numpy()
 
 
+def _resize_scores(scores: np.ndarray, shape) -> np.ndarray:
+    # At the network's size all classes at once are small; bilinear with half-pixel centres, as _upsample.
+    if scores.shape[:2] == tuple(shape):
+        return scores
+    return np.stack([_upsample(scores[..., c], shape) for c in range(scores.shape[-1])], axis=-1)
+
+
 def _upsample(channel: np.ndarray, shape) -> np.ndarray:
     # Bilinear with half-pixel centres (as tf.image.resize), one channel at a time to bound memory.
     if channel.shape == tuple(shape):
@@ -95,23 +133,29 @@ def _upsample(channel: np.ndarray, shape) -> np.ndarray:
     return cv2.resize(channel, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
-def predict_probabilities(model: keras.Model, image: np.ndarray, image_size=None) -> np.ndarray:
+def predict_probabilities(model: keras.Model, image: np.ndarray, image_size=None, tta_scales=(1.0,),
+                          tta_flip: bool = False) -> np.ndarray:
     """Softmax probabilities for one image, at the image's own size.
 
     Args:
         image: (H, W, 3) uint8 RGB. image_size: (h, w) the model was trained at; the image is resized to it
             and the probabilities resized back (bilinear). None runs at the image's own size.
+        tta_scales, tta_flip: test-time augmentation (see predict_scores).
     Returns:
         (H, W, C) float32. Needs 4 * C bytes per pixel: for large images use predict_labels or
         predict_road_confidence, which keep one class at a time.
     """
-    scores = predict_scores(model, image, image_size)
+    scores = predict_scores(model, image, image_size, tta_scales=tta_scales, tta_flip=tta_flip)
     return np.stack([_upsample(scores[..., c], image.shape[:2]) for c in range(scores.shape[-1])], axis=-1)
 
 
-def predict_labels(model: keras.Model, image: np.ndarray, image_size=None) -> np.ndarray:
-    """The most probable class of each pixel at the image's own size: (H, W) uint8 (memory: 9 bytes/pixel)."""
-    scores = predict_scores(model, image, image_size)
+def predict_labels(model: keras.Model, image: np.ndarray, image_size=None, tta_scales=(1.0,),
+                   tta_flip: bool = False) -> np.ndarray:
+    """The most probable class of each pixel at the image's own size: (H, W) uint8 (memory: 9 bytes/pixel).
+
+    tta_scales, tta_flip: test-time augmentation (see predict_scores).
+    """
+    scores = predict_scores(model, image, image_size, tta_scales=tta_scales, tta_flip=tta_flip)
     best = np.full(image.shape[:2], -np.inf, np.float32)
     labels = np.zeros(image.shape[:2], np.uint8)
     better = np.empty(image.shape[:2], bool)
@@ -123,9 +167,13 @@ def predict_labels(model: keras.Model, image: np.ndarray, image_size=None) -> np
     return labels
 
 
-def predict_road_confidence(model: keras.Model, image: np.ndarray, image_size=None, road_id: int = 1) -> np.ndarray:
-    """8-bit road confidence at the image's own size (the KITTI devkit's result format): (H, W) uint8."""
-    scores = predict_scores(model, image, image_size)
+def predict_road_confidence(model: keras.Model, image: np.ndarray, image_size=None, road_id: int = 1,
+                            tta_scales=(1.0,), tta_flip: bool = False) -> np.ndarray:
+    """8-bit road confidence at the image's own size (the KITTI devkit's result format): (H, W) uint8.
+
+    tta_scales, tta_flip: test-time augmentation (see predict_scores).
+    """
+    scores = predict_scores(model, image, image_size, tta_scales=tta_scales, tta_flip=tta_flip)
     return road_confidence(_upsample(scores[..., road_id], image.shape[:2])[..., None], road_id=0)
 
 
@@ -146,8 +194,9 @@ def list_images(input_dir) -> list[Path]:
 
 
 def write_predictions(model, image_paths, output_dir, image_size=None, output_format="devkit",
-                      palette=kitti_road.PALETTE, progress=True, road_id: int = 1) -> list[Path]:
-    """Predict every image and write one file per image.
+                      palette=kitti_road.PALETTE, progress=True, road_id: int = 1, tta_scales=(1.0,),
+                      tta_flip: bool = False) -> list[Path]:
+    """Predict every image and write one file per image (tta_scales, tta_flip: see predict_scores).
 
     devkit: 8-bit road confidence named like the gt (um_000000.png -> um_road_000000.png), ready for
     `fcn evaluate kitti-road`; overlay: predicted classes painted over the image; labels: (H, W) uint8 ids.
@@ -164,26 +213,29 @@ def write_predictions(model, image_paths, output_dir, image_size=None, output_fo
         image = read_rgb(path)
         if output_format == "devkit":
             target = Path(output_dir) / kitti_road.gt_name(Path(path).name)
-            array = predict_road_confidence(model, image, image_size, road_id)
+            array = predict_road_confidence(model, image, image_size, road_id, tta_scales=tta_scales,
+                                            tta_flip=tta_flip)
         else:
             target = Path(output_dir) / Path(path).with_suffix(".png").name
-            labels = predict_labels(model, image, image_size)
+            labels = predict_labels(model, image, image_size, tta_scales=tta_scales, tta_flip=tta_flip)
             array = viz.overlay(image, labels, palette) if output_format == "overlay" else labels
         written.append(write_png(target, array.astype(np.uint8)))
     return written
 
 
 def evaluate_road(model, samples, image_size=None, progress=False, road_id: int = 1,
-                  pooled: bool = False) -> dict[str, dict]:
+                  pooled: bool = False, tta_scales=(1.0,), tta_flip: bool = False) -> dict[str, dict]:
     """KITTI devkit scores (MaxF, AP, ...) of a model on labelled KITTI Road samples, per <cat>_road category.
 
     Probabilities are computed at each image's full size, as the benchmark requires. With pooled=True
     the result also has "urban_road": all categories' pixels together (the benchmark's URBAN_ROAD).
+    tta_scales, tta_flip: test-time augmentation (see predict_scores).
     """
     histograms = {}
     for sample in tqdm(samples, desc="evaluate", disable=not progress):
         road, valid = metrics.read_road_gt_masks(sample.label)
-        confidence = predict_road_confidence(model, read_rgb(sample.image), image_size, road_id)
+        confidence = predict_road_confidence(model, read_rgb(sample.image), image_size, road_id,
+                                             tta_scales=tta_scales, tta_flip=tta_flip)
         pos, neg = metrics.confidence_histograms(confidence, road, valid)
         total = histograms.setdefault(f"{sample.category}_road", [0, 0])
         total[0], total[1] = total[0] + pos, total[1] + neg
@@ -192,17 +244,20 @@ def evaluate_road(model, samples, image_size=None, progress=False, road_id: int 
     return {category: metrics.road_scores(pos, neg) for category, (pos, neg) in sorted(histograms.items())}
 
 
-def evaluate_segmentation(model, samples, info, image_size=None, progress=False) -> dict:
+def evaluate_segmentation(model, samples, info, image_size=None, progress=False, tta_scales=(1.0,),
+                          tta_flip: bool = False) -> dict:
     """Per-class IoU, mean IoU, pixel accuracy (and the confusion matrix) over labelled samples, at full size.
 
     Args:
         info: the dataset's DatasetInfo (label reader, class names).
+        tta_scales, tta_flip: test-time augmentation (see predict_scores).
     """
     if model.output_shape[-1] != info.num_classes:
         raise ValueError(f"the model has {model.output_shape[-1]} classes but {info.name} has {info.num_classes}")
     confusion = metrics.ConfusionMatrix(info.num_classes)
     for sample in tqdm(samples, desc="evaluate", disable=not progress):
-        confusion.update(info.read_label(sample.label), predict_labels(model, read_rgb(sample.image), image_size))
+        labels = predict_labels(model, read_rgb(sample.image), image_size, tta_scales=tta_scales, tta_flip=tta_flip)
+        confusion.update(info.read_label(sample.label), labels)
     scores = metrics.segmentation_scores(confusion.matrix, info.class_names)
     if info.class_names == metrics.CITYSCAPES_CLASS_NAMES:
         # Cityscapes-labelled data (Cityscapes, KITTI semantics) also gets the official 7 category scores.
