@@ -5,6 +5,7 @@
     fcn train --dataset kitti_road --data-dir D --run-dir R [--epochs N] [--image-size HxW] [--fast]
     fcn predict --model R/best.keras --input DIR --output DIR [--format devkit|overlay|labels]
     fcn evaluate kitti-road --gt-dir D/training/gt_image_2 --results-dir R [--json]
+    fcn evaluate segmentation --dataset camvid (--data-dir D [--split test] | --eval-dir DIR) --model M
 """
 
 import argparse
@@ -48,6 +49,23 @@ def positive_float(text: str) -> float:
     if not (value > 0 and value != float("inf")):
         raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text!r}")
     return value
+
+
+def scale_list(text: str) -> tuple[float, ...]:
+    """'0.75,1,1.25' -> (0.75, 1.0, 1.25): test-time scales, each a finite number above 0."""
+    try:
+        return tuple(positive_float(part) for part in text.split(","))
+    except argparse.ArgumentTypeError as error:
+        raise argparse.ArgumentTypeError(f"scales must be numbers above 0 separated by commas, e.g. 0.75,1,1.25; "
+                                         f"{error}") from None
+
+
+def _add_tta(p) -> None:
+    p.add_argument("--tta-flip", action="store_true",
+                   help="test-time augmentation: also run the mirrored image and average the probabilities")
+    p.add_argument("--tta-scales", type=scale_list, default=(1.0,), metavar="S1,S2,...",
+                   help="test-time augmentation: run at these multiples of the model's size, e.g. 0.75,1,1.25, "
+                        "and average the probabilities (default: 1)")
 
 
 def fraction(text: str) -> float:
@@ -104,6 +122,7 @@ def _add_predict(sub):
     p.add_argument("--format", default="devkit", choices=["devkit", "overlay", "labels"])
     p.add_argument("--image-size", type=parse_image_size,
                    help="HEIGHTxWIDTH to run at (default: the size recorded in the model file)")
+    _add_tta(p)
 
 
 def _add_evaluate(sub):
@@ -115,13 +134,18 @@ def _add_evaluate(sub):
     road.add_argument("--json", action="store_true", help="print JSON (fractions) instead of a table")
     seg = kinds.add_parser("segmentation", help="per-class IoU, mean IoU and pixel accuracy of a model")
     seg.add_argument("--dataset", required=True)
-    seg.add_argument("--data-dir", required=True)
-    seg.add_argument("--split", default="val", choices=["train", "val"])
+    where = seg.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data-dir", help="the dataset's root, as for training")
+    where.add_argument("--eval-dir", metavar="DIR", help="score every frame of DIR, a folder in the dataset's "
+                       "own layout (a held-out copy): see the README")
+    seg.add_argument("--split", help="train, val (default) or test where the dataset has a labelled one; with "
+                     "--eval-dir, which split of a folder holding several")
     seg.add_argument("--model", required=True, help="a .keras file written by `fcn train`")
     seg.add_argument("--image-size", type=parse_image_size, help="default: the size recorded in the model file")
     seg.add_argument("--val-fraction", type=fraction, default=0.2, help="for datasets without an official split")
     seg.add_argument("--seed", type=int, default=0)
     seg.add_argument("--json", action="store_true", help="print JSON (fractions) instead of a table")
+    _add_tta(seg)
 
 
 def _add_synth(sub):
@@ -188,7 +212,8 @@ def run_predict(args) -> None:
         raise ValueError(f"{args.model}: no fcn description in the model file, so its class colours are unknown")
     where = f"{image_size[0]}x{image_size[1]}" if image_size else "each image's own size"
     print(f"running the network at {where} ({'--image-size' if args.image_size else 'from the model file'})")
-    written = predict.write_predictions(model, images, args.output, image_size, args.format, **options)
+    written = predict.write_predictions(model, images, args.output, image_size, args.format, **options,
+                                        tta_scales=args.tta_scales, tta_flip=args.tta_flip)
     print(f"wrote {len(written)} files to {args.output}")
 
 
@@ -219,13 +244,22 @@ def run_evaluate_segmentation(args) -> None:
     from fcn.data import get_dataset
 
     info = get_dataset(args.dataset)
-    train, val = info.list_train_val(args.data_dir, args.val_fraction, args.seed)
+    samples = _evaluation_samples(info, args)
     model = predict.load_model(args.model)
     predict.check_model_classes(args.model, model, info)
     image_size = args.image_size or predict.run_image_size(args.model)
-    scores = predict.evaluate_segmentation(model, train if args.split == "train" else val, info, image_size,
-                                           progress=not args.json)
+    scores = predict.evaluate_segmentation(model, samples, info, image_size, progress=not args.json,
+                                           tta_scales=args.tta_scales, tta_flip=args.tta_flip)
     print(json.dumps(_nan_to_none(scores), indent=2) if args.json else metrics.format_segmentation_table(scores))
+
+
+def _evaluation_samples(info, args) -> list:
+    # The frames are listed (and their label sizes checked) before the model is loaded.
+    from fcn.data import list_eval_folder, list_split
+
+    if args.eval_dir is not None:
+        return list_eval_folder(info, args.eval_dir, args.split)
+    return list_split(info, args.data_dir, args.split or "val", args.val_fraction, args.seed)
 
 
 def _nan_to_none(value):

@@ -5,6 +5,11 @@ probabilities are combined, not how good the model is.
 """
 
 
+import json
+import shutil
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -12,7 +17,8 @@ import tensorflow as tf
 
 import fcn.model
 import fcn.modelfile
-from fcn import predict
+from fcn import cli, predict
+from fcn.data import camvid as camvid_reader
 from fcn.data import get_dataset, synthetic
 from fcn.imageio import read_rgb
 
@@ -80,3 +86,89 @@ def test_tta_scales_average_probabilities_at_the_base_size(camvid):
     assert predict.predict_labels(model, image, IMAGE_SIZE, tta_scales=(0.75, 1.25)).shape == (48, 80)
     with pytest.raises(ValueError, match="above 0"):
         predict.predict_scores(model, image, IMAGE_SIZE, tta_scales=(1.0, 0.0))
+
+
+def _labelled_pixels(info, samples) -> int:
+    return sum(int((info.read_label(sample.label) != 255).sum()) for sample in samples)
+
+
+def _evaluate_json(capsys, *args) -> dict:
+    capsys.readouterr()
+    assert cli.main(["evaluate", "segmentation", *args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_split_test_scores_exactly_the_test_frames(camvid, capsys):
+    data, model_path, _ = camvid
+    scores = _evaluate_json(capsys, "--dataset", "camvid", "--data-dir", str(data), "--split", "test",
+                            "--model", str(model_path))
+    test_frames = camvid_reader.list_samples(data, "test")
+    assert len(test_frames) == 2
+    assert np.sum(scores["confusion_matrix"]) == _labelled_pixels(get_dataset("camvid"), test_frames)
+
+
+def test_eval_dir_scores_exactly_the_folders_frames(camvid, tmp_path, capsys):
+    data, model_path, _ = camvid
+    held_out = tmp_path / "held_out"  # a person's copy: one test frame, no list file
+    frame = camvid_reader.list_samples(data, "test")[1]
+    for folder, source in (("test", frame.image), ("testannot", frame.label)):
+        (held_out / folder).mkdir(parents=True)
+        shutil.copy(source, held_out / folder / source.name)
+    scores = _evaluate_json(capsys, "--dataset", "camvid", "--eval-dir", str(held_out), "--model", str(model_path))
+    assert np.sum(scores["confusion_matrix"]) == _labelled_pixels(get_dataset("camvid"), [frame])
+
+
+def test_eval_dir_of_a_one_split_dataset(tmp_path, capsys):
+    root = synthetic.generate("kitti_semantics", tmp_path, seed=0, train=2, test=0, scale=0.1)
+    model_path = tmp_path / "tiny.keras"
+    _save_tiny_model(model_path, "kitti_semantics")
+    info = get_dataset("kitti_semantics")
+    frames = info.list_folder(root / "training", None)
+    scores = _evaluate_json(capsys, "--dataset", "kitti_semantics", "--eval-dir", str(root / "training"),
+                            "--model", str(model_path))
+    assert len(frames) == 2
+    assert np.sum(scores["confusion_matrix"]) == _labelled_pixels(info, frames)
+
+
+@pytest.mark.parametrize(("dataset", "expected"), [
+    ("kitti_semantics", "kitti_semantics has no labelled 'test' split; it has train, val"),
+    ("cityscapes", "Cityscapes' test labels are not public"),
+])
+def test_a_split_the_dataset_lacks_is_one_line(dataset, expected, tmp_path, capsys):
+    code = cli.main(["evaluate", "segmentation", "--dataset", dataset, "--data-dir", str(tmp_path),
+                     "--split", "test", "--model", str(tmp_path / "m.keras")])
+    err = capsys.readouterr().err
+    assert code == 1 and expected in err and len(err.strip().splitlines()) == 1
+
+
+def test_missing_or_empty_eval_dir_is_one_line(camvid, tmp_path, capsys):
+    _, model_path, _ = camvid
+    (tmp_path / "empty" / "test").mkdir(parents=True)
+    (tmp_path / "empty" / "testannot").mkdir()
+    for folder, expected in (("missing", "evaluation folder not found"), ("empty", "no PNG images")):
+        code = cli.main(["evaluate", "segmentation", "--dataset", "camvid", "--eval-dir", str(tmp_path / folder),
+                         "--model", str(model_path)])
+        err = capsys.readouterr().err
+        assert code == 1 and expected in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_tta_options_as_a_person_runs_them(camvid, tmp_path):
+    """A real `fcn` process: TTA off is byte-identical to no options; bad scales are one line, exit 2."""
+    data, model_path, _ = camvid
+    outputs = {}
+    for name, options in (("plain", []), ("off", ["--tta-scales", "1"]), ("on", ["--tta-flip", "--tta-scales",
+                                                                                 "0.75,1,1.25"])):
+        result = _run_fcn("predict", "--model", model_path, "--input", data / "test", "--output", tmp_path / name,
+                          "--format", "labels", *options)
+        assert result.returncode == 0, result.stderr
+        outputs[name] = {p.name: p.read_bytes() for p in sorted((tmp_path / name).glob("*.png"))}
+    assert len(outputs["plain"]) == 2 and outputs["off"] == outputs["plain"] and outputs["on"].keys() == outputs["plain"].keys()
+    result = _run_fcn("evaluate", "segmentation", "--dataset", "camvid", "--data-dir", data, "--split", "test",
+                      "--model", model_path, "--tta-flip", "--tta-scales", "0.75,0", "--json")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "--tta-scales" in result.stderr and "above 0" in result.stderr
+
+
+def _run_fcn(*args):
+    return subprocess.run([sys.executable, "-m", "fcn.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)

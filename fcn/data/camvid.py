@@ -74,6 +74,12 @@ def list_samples(root, split: str = "train", check_sizes: bool = True) -> list[S
     return samples
 
 
+def splits_in(root) -> list[str]:
+    """The splits a SegNet-layout folder holds: those with both <split>/ and <split>annot/."""
+    root = Path(root)
+    return [split for split in SPLITS if (root / split).is_dir() and (root / f"{split}annot").is_dir()]
+
+
 def _names_from_list(list_file: Path) -> list[str]:
     if not list_file.is_file():
         return []

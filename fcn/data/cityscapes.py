@@ -72,6 +72,13 @@ def list_samples(root, split: str = "train", check_sizes: bool = True) -> list[S
     return samples
 
 
+def splits_in(root) -> list[str]:
+    """The splits a Cityscapes-layout folder holds: those with both leftImg8bit/<split>/ and gtFine/<split>/."""
+    root = Path(root)
+    return [split for split in SPLITS
+            if (root / "leftImg8bit" / split).is_dir() and (root / "gtFine" / split).is_dir()]
+
+
 def list_label_files(root, split: str = "val") -> list[Path]:
     """All gtFine labelIds files of a split, sorted (also for splits whose images are absent)."""
     label_dir = Path(root) / "gtFine" / _check_split(split)

@@ -75,7 +75,12 @@ def list_samples(root, split: str = "train", check_sizes: bool = True) -> list[S
     """
     if split not in SPLIT_FOLDERS:
         raise ValueError(f"split must be one of {tuple(SPLIT_FOLDERS)}, got {split!r}")
-    folder = Path(root) / SPLIT_FOLDERS[split]
+    return list_folder(Path(root) / SPLIT_FOLDERS[split], check_sizes)
+
+
+def list_folder(folder, check_sizes: bool = True) -> list[Sample]:
+    """All frames of one split folder (RGB/ + GT/, e.g. Validation_07 or a held-out copy), sorted by name."""
+    folder = Path(folder)
     images = sorted((folder / "RGB").glob("*.png"))
     if not images:
         raise FileNotFoundError(

@@ -64,7 +64,16 @@ def list_samples(root, split: str = "training", check_sizes: bool = True) -> lis
     """
     if split not in ("training", "testing"):
         raise ValueError(f"split must be 'training' or 'testing', got {split!r}")
-    image_dir = Path(root) / split / "image_2"
+    return _list_frames(Path(root) / split, split == "training", check_sizes)
+
+
+def list_folder(folder, check_sizes: bool = True) -> list[Sample]:
+    """All labelled frames of a folder with image_2/ + gt_image_2/ (e.g. training/ or a held-out copy)."""
+    return _list_frames(Path(folder), True, check_sizes)
+
+
+def _list_frames(folder: Path, labelled: bool, check_sizes: bool) -> list[Sample]:
+    image_dir = folder / "image_2"
     if not image_dir.is_dir():
         raise FileNotFoundError(f"{image_dir}: no such folder (expected the KITTI data_road layout)")
     samples = []
@@ -72,7 +81,7 @@ def list_samples(root, split: str = "training", check_sizes: bool = True) -> lis
         match = _IMAGE_NAME.match(image.name)
         if match is None:
             continue
-        label = image.parent.parent / "gt_image_2" / gt_name(image.name) if split == "training" else None
+        label = folder / "gt_image_2" / gt_name(image.name) if labelled else None
         if label is not None and check_sizes:
             check_label_pair(image, label)
         samples.append(Sample(image, label, match.group(1), match.group(2)))

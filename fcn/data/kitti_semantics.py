@@ -38,7 +38,16 @@ def list_samples(root, split: str = "training", check_sizes: bool = True) -> lis
     """
     if split not in ("training", "testing"):
         raise ValueError(f"split must be 'training' or 'testing', got {split!r}")
-    image_dir = Path(root) / split / "image_2"
+    return _list_frames(Path(root) / split, split == "training", check_sizes)
+
+
+def list_folder(folder, check_sizes: bool = True) -> list[Sample]:
+    """All labelled frames of a folder with image_2/ + semantic/ (e.g. training/ or a held-out copy)."""
+    return _list_frames(Path(folder), True, check_sizes)
+
+
+def _list_frames(folder: Path, labelled: bool, check_sizes: bool) -> list[Sample]:
+    image_dir = folder / "image_2"
     images = sorted(p for p in image_dir.glob("*.png") if _IMAGE_NAME.match(p.name))
     if not images:
         raise FileNotFoundError(
@@ -46,7 +55,7 @@ def list_samples(root, split: str = "training", check_sizes: bool = True) -> lis
         )
     samples = []
     for image in images:
-        label = image.parent.parent / "semantic" / image.name if split == "training" else None
+        label = folder / "semantic" / image.name if labelled else None
         if label is not None and check_sizes:
             check_label_pair(image, label)
         samples.append(Sample(image, label, image.stem))
