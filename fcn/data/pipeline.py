@@ -5,16 +5,20 @@ pipeline never interprets label values except IGNORE_ID (255), which it carries 
 """
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
 
-from fcn.imageio import ImageFileError, read_rgb
+from fcn.imageio import ImageFileError, read_png_size, read_rgb
 
 IGNORE_ID = 255
 AUTOTUNE = tf.data.AUTOTUNE
+# Decoded training sets up to this size are kept in memory after the first epoch (see `fits_in_memory`):
+# 2 GiB holds e.g. ~1,000 Cityscapes frames at 1024x512, and stays well under a laptop's RAM.
+CACHE_BUDGET_BYTES = 2 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,14 @@ class Augmentation:
     contrast: float = 0.3
     saturation: float = 0.3
     hue: float = 0.03
+    # Random scale then crop (MMSegmentation / DeepLab recipe), replacing the crop above when set: the image is
+    # resized to the training size times a factor drawn from this range, then a training-size window is
+    # cropped; where the scaled image is smaller, the label is padded with IGNORE_ID and the image with 0.
+    scale_range: tuple[float, float] | None = None
 
+    def __post_init__(self):
+        if self.scale_range is not None and not 0 < self.scale_range[0] <= self.scale_range[1]:
+            raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, got {self.scale_range}")
 
 
 def load_pair(image_path, label_path, read_label: Callable) -> tuple[np.ndarray, np.ndarray]:
@@ -49,13 +60,20 @@ _last_input_error: list[str] = []
 _INPUT_ERROR_MARK = "fcn input error:"
 
 
-def _decode_fn(read_label: Callable):
+def _decode_fn(read_label: Callable, cache: dict | None = None):
+    # `cache`, when given, keeps every decoded pair by its paths, so later epochs do not re-read the files.
+    # Only good pairs are kept, so a bad file is met (and reported) each time it is read.
     def load(image_path, label_path):
         # Never raise inside tf.data's Python callback: an exception there reaches the person as a long
         # graph dump (and aborted the interpreter at exit). The problem travels out as a string instead.
+        key = (image_path, label_path)
+        if cache is not None and key in cache:
+            return (*cache[key], b"")
         image_path, label_path = image_path.decode(), label_path.decode()
         try:
             image, label = load_pair(image_path, label_path, read_label)
+            if cache is not None:
+                cache[key] = (image, label)
             return image, label, b""
         except Exception as error:  # noqa: BLE001 - every failure of a file becomes one named message
             message = str(error) if isinstance(error, ImageFileError) else f"{image_path}: {error}"
@@ -96,6 +114,27 @@ def _random_crop(image, label, min_fraction, seed):
     return image[top : top + crop_h, left : left + crop_w], label[top : top + crop_h, left : left + crop_w]
 
 
+def _random_scale_crop(image, label, scale_range, image_size, seed):
+    """Resize to image_size times a random factor, then cut a window of at most image_size at a random place."""
+    scale = tf.random.stateless_uniform([], seed=seed, minval=scale_range[0], maxval=scale_range[1])
+    scaled = tf.maximum(tf.cast(tf.round(tf.constant(image_size, tf.float32) * scale), tf.int32), 1)
+    image, label = resize_pair(image, label, scaled)
+    crop = tf.minimum(scaled, image_size)
+    top = tf.random.stateless_uniform([], seed=seed + 1, maxval=scaled[0] - crop[0] + 1, dtype=tf.int32)
+    left = tf.random.stateless_uniform([], seed=seed + 2, maxval=scaled[1] - crop[1] + 1, dtype=tf.int32)
+    return image[top : top + crop[0], left : left + crop[1]], label[top : top + crop[0], left : left + crop[1]]
+
+
+def _pad_to(image, label, image_size):
+    # Bottom/right padding (as MMSegmentation does): label IGNORE_ID, so the loss never sees made-up pixels.
+    pad_h, pad_w = image_size[0] - tf.shape(label)[0], image_size[1] - tf.shape(label)[1]
+    image = tf.pad(image, [[0, pad_h], [0, pad_w], [0, 0]])
+    label = tf.pad(label, [[0, pad_h], [0, pad_w]], constant_values=IGNORE_ID)
+    image.set_shape([*image_size, 3])
+    label.set_shape(image_size)
+    return image, label
+
+
 def _photometric(image, aug: Augmentation, seed):
     x = image / 255.0
     if aug.brightness:
@@ -109,19 +148,28 @@ def _photometric(image, aug: Augmentation, seed):
     return tf.clip_by_value(x, 0.0, 1.0) * 255.0
 
 
-def augment_pair(image, label, aug: Augmentation, seed):
-    """Random crop and flip (same for image and label), then photometric jitter on the image only.
+def augment_pair(image, label, aug: Augmentation, seed, image_size: tuple[int, int] | None = None):
+    """Random crop (or scale and crop) and flip, same for image and label; photometric jitter on the image only.
 
     Args:
-        image: (H, W, 3) float32 in [0, 255]; label: (H, W) uint8; seed: int32 tensor of shape (2,).
+        image: (H, W, 3) float32 in [0, 255]; label: (H, W) uint8; seed: int32 tensor of shape (2,);
+        image_size: the training (height, width), needed with `aug.scale_range` (the output then has it).
     """
-    if aug.min_crop_fraction < 1.0:
+    if aug.scale_range is not None:
+        if image_size is None:
+            raise ValueError("Augmentation.scale_range needs the training image_size")
+        image, label = _random_scale_crop(image, label, aug.scale_range, image_size, seed + 8)
+    elif aug.min_crop_fraction < 1.0:
         image, label = _random_crop(image, label, aug.min_crop_fraction, seed)
     if aug.flip:
         flip = tf.random.stateless_uniform([], seed=seed + 3) < 0.5
         image = tf.cond(flip, lambda: image[:, ::-1], lambda: image)
         label = tf.cond(flip, lambda: label[:, ::-1], lambda: label)
-    return _photometric(image, aug, seed + 4), label
+    # Jitter before padding: the padding stays 0, and contrast is measured on real pixels only.
+    image = _photometric(image, aug, seed + 4)
+    if aug.scale_range is not None:
+        image, label = _pad_to(image, label, image_size)
+    return image, label
 
 
 def resize_pair(image, label, image_size):
@@ -143,6 +191,7 @@ def make_dataset(
     class_weights=None,
     epochs: int = 1,
     first_epoch: int = 0,
+    cache_decoded: bool = False,
 ) -> tf.data.Dataset:
     """Batches of (images (B, H, W, 3) float32 in [0, 255], labels (B, H, W) int32, 255 = ignore).
 
@@ -152,6 +201,9 @@ def make_dataset(
 
     With `class_weights` ((C,) floats) each batch also carries per-pixel sample weights (B, H, W):
     the weight of the pixel's class, 0 for ignore pixels.
+
+    With `cache_decoded` each decoded (image, label) pair is kept in memory the first time it is read, so
+    later epochs skip the PNG decoding; batches are the same as without it. Use `fits_in_memory` to decide.
     """
     if len(image_paths) != len(label_paths) or not image_paths:
         raise ValueError(f"need equal, non-zero numbers of images and labels, got {len(image_paths)} and {len(label_paths)}")
@@ -159,7 +211,7 @@ def make_dataset(
         raise ValueError(f"need 0 <= first_epoch < epochs, got {first_epoch} and {epochs}")
     images = tf.constant([str(p) for p in image_paths])
     labels = tf.constant([str(p) for p in label_paths])
-    decode = _decode_fn(read_label)
+    decode = _decode_fn(read_label, {} if cache_decoded else None)
     add_weights = None if class_weights is None else _pixel_weights_fn(class_weights)
 
     def one_epoch(epoch):
@@ -190,11 +242,28 @@ def _sample_seed(seed: int, epoch, index):
     return tf.cast(tf.stack([tf.constant(seed, tf.int64), epoch * 100_003 + index]) % (2**31 - 8), tf.int32)
 
 
+def decoded_bytes(image_paths: Sequence) -> int:
+    """Memory that the decoded RGB images and their uint8 label maps take, from the PNG headers alone."""
+    return sum(4 * height * width for height, width in map(read_png_size, image_paths))
+
+
+def fits_in_memory(image_paths: Sequence, budget_bytes: int = CACHE_BUDGET_BYTES) -> bool:
+    """Whether the decoded set fits within budget_bytes and half of the memory now free (False for non-PNGs)."""
+    try:
+        needed = decoded_bytes(image_paths)
+    except ImageFileError:
+        return False  # not a PNG (or unreadable): size unknown, and the pipeline will name the bad file
+    free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else budget_bytes
+    return needed <= min(budget_bytes, free // 2)
+
+
 def _prepare(image, label, sample_seed, augmentation, image_size, add_weights):
     image = tf.cast(image, tf.float32)
+    scaled = augmentation is not None and augmentation.scale_range is not None
     if augmentation is not None:
-        image, label = augment_pair(image, label, augmentation, sample_seed)
-    image, label = resize_pair(image, label, image_size)
+        image, label = augment_pair(image, label, augmentation, sample_seed, image_size)
+    if not scaled:  # scale-and-crop already gives the training size
+        image, label = resize_pair(image, label, image_size)
     label = tf.cast(label, tf.int32)
     return (image, label) if add_weights is None else add_weights(image, label)
 
