@@ -1,0 +1,130 @@
+"""Accuracy within a CPU budget: train the CPU recipe of a dataset for --minutes, score its validation split.
+
+    .venv/bin/python benchmarks/accuracy.py --dataset kitti_road --minutes 60 [--eval-dir DIR] [--out runs/bench]
+    .venv/bin/python benchmarks/accuracy.py --dataset camvid --fast      # minutes of synthetic data (CI)
+
+Writes <out>/<dataset>-<tag>/ (the run folder: config, history, best.keras, ...), <out>/<dataset>-<tag>.json
+(per-category or per-class scores, mean IoU, minutes, epochs, encoder, image size, machine) and prints one
+Markdown row for benchmarks/README.md. Rerunning the same command resumes the run (see fcn/runs.py).
+The real data is read from FCN_SHARED_DATA (default ../shared/data) unless --data-dir is given.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+from fcn import modelfile, predict
+from fcn.data import get_dataset, synthetic
+from fcn.imageio import write_bytes_atomic
+from fcn.runs import RunFolder
+from fcn.train import TrainConfig, build_datasets, train
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("FCN_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+# Where each dataset lies under FCN_SHARED_DATA (the half-resolution copies: what fits a CPU budget).
+DATA_DIRS = {"kitti_road": "kitti_road_half/data_road", "camvid": "camvid", "kitti_semantics": "kitti_semantics"}
+# The CPU recipe per dataset: a light encoder from scratch, AdamW with warm-up and cosine decay.
+CPU_RECIPE = dict(encoder="mobilenet_v2", weights=None, batch_size=4, learning_rate=2e-3, optimizer="adamw",
+                  weight_decay=1e-4, lr_schedule="cosine", warmup_epochs=1)
+RECIPES = {
+    "kitti_road": dict(CPU_RECIPE, image_size=(160, 576), epochs=60),
+    "camvid": dict(CPU_RECIPE, image_size=(240, 320), epochs=120),
+    "kitti_semantics": dict(CPU_RECIPE, image_size=(160, 544), epochs=120),
+}
+# --fast: synthetic data in the real layout, tiny images, two epochs (what CI runs).
+FAST = dict(image_size=(64, 96), epochs=2, batch_size=2, max_train_images=6, max_val_images=3)
+SYNTHETIC_SIZES = {"kitti_road": dict(images_per_category=3, test_images_per_category=1, scale=0.25),
+                   "camvid": dict(train=6, val=3, test=0, height=96, width=128),
+                   "kitti_semantics": dict(train=9, test=1, scale=0.25)}
+
+
+def data_dir_for(dataset: str, fast: bool, work_dir: Path) -> Path:
+    """The dataset root: synthetic data in fast mode, else the shared real copy."""
+    if fast:
+        if dataset == "kitti_road":
+            return synthetic.write_kitti_road(work_dir / "synthetic", seed=0, **SYNTHETIC_SIZES[dataset])
+        return synthetic.generate(dataset, work_dir / "synthetic", seed=0, **SYNTHETIC_SIZES[dataset])
+    root = SHARED_DATA / DATA_DIRS[dataset]
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: dataset not found (set FCN_SHARED_DATA or pass --data-dir)")
+    return root
+
+
+def evaluate(config: TrainConfig, model) -> dict:
+    """Scores of the run's best model on its validation split, at full resolution."""
+    info = get_dataset(config.dataset)
+    _, _, _, val = build_datasets(config)
+    if info.road_class is not None:
+        scores = predict.evaluate_road(model, val, config.image_size, road_id=info.road_class, pooled=True)
+        return {"categories": scores, "main": scores["urban_road"]["MaxF"], "metric": "MaxF (urban_road)"}
+    scores = predict.evaluate_segmentation(model, val, info, config.image_size)
+    scores.pop("confusion_matrix")
+    return {"classes": scores, "main": scores["mean_iou"], "metric": "mIoU"}
+
+
+def machine() -> str:
+    """CPU model and core count of this machine, for the table."""
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = platform.processor() or "unknown CPU"
+    return f"{model}, {os.cpu_count()} cores"
+
+
+def run(dataset: str, minutes: float, out_dir: Path, fast: bool = False, data_dir=None, tag: str = "cpu") -> dict:
+    """Train within the budget, score the best model, write the JSON; returns the result record."""
+    out_dir = Path(out_dir)
+    data_dir = Path(data_dir) if data_dir else data_dir_for(dataset, fast, out_dir)
+    settings = {**RECIPES[dataset], **(FAST if fast else {})}
+    config = TrainConfig(dataset=dataset, data_dir=str(data_dir), run_dir=str(out_dir / f"{dataset}-{tag}"),
+                         minutes=minutes, **settings)
+    train(config, verbose=2)
+    run_folder = RunFolder(config.run_dir)
+    state = run_folder.read_state()
+    scores = evaluate(config, modelfile.load_model(run_folder.best))
+    record = {"dataset": dataset, "metric": scores["metric"], "value": scores["main"], "scores": scores,
+              "minutes": round(state.seconds / 60, 2), "budget_minutes": minutes, "epochs": state.epochs_done,
+              "best_epoch": state.best_epoch, "encoder": config.encoder, "image_size": list(config.image_size),
+              "recipe": {k: v for k, v in settings.items() if k not in ("image_size",)}, "machine": machine(),
+              "synthetic": fast, "data_dir": str(data_dir), "commit": _commit()}
+    write_bytes_atomic(out_dir / f"{dataset}-{tag}.json", json.dumps(record, indent=2, default=str).encode())
+    return record
+
+
+def markdown_row(record: dict) -> str:
+    """| dataset | metric | value | minutes | epochs | encoder | image size |"""
+    height, width = record["image_size"]
+    return (f"| {record['dataset']}{' (synthetic)' if record['synthetic'] else ''} | {record['metric']} | "
+            f"{100 * record['value']:.1f} | {record['minutes']:.1f} of {record['budget_minutes']:g} | "
+            f"{record['epochs']} | {record['encoder']} | {height}x{width} |")
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", required=True, choices=sorted(RECIPES))
+    parser.add_argument("--minutes", type=float, default=60.0, help="wall-clock training budget")
+    parser.add_argument("--out", default="runs/bench", help="folder for the run and its JSON")
+    parser.add_argument("--data-dir", help="the dataset root (default: FCN_SHARED_DATA's copy)")
+    parser.add_argument("--fast", action="store_true", help="synthetic data, tiny images, 2 epochs (CI)")
+    parser.add_argument("--tag", default="cpu", help="name of this run beside the dataset's")
+    args = parser.parse_args(argv)
+    if args.minutes <= 0:
+        parser.error("--minutes must be above 0")
+    record = run(args.dataset, args.minutes, Path(args.out), args.fast, args.data_dir, args.tag)
+    print(f"{record['metric']}: {100 * record['value']:.2f} in {record['minutes']} minutes")
+    print(markdown_row(record))
+
+
+if __name__ == "__main__":
+    main()

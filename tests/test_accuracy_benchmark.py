@@ -1,0 +1,30 @@
+"""benchmarks/accuracy.py end to end in its fast mode (synthetic data in the real layouts), as a command."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO_ROOT
+
+SCORE_COLUMN = {"kitti_road": "val_maxf", "camvid": "val_miou", "kitti_semantics": "val_miou"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset", sorted(SCORE_COLUMN))
+def test_accuracy_benchmark_runs_and_reports(dataset, tmp_path):
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "accuracy.py"), "--dataset", dataset,
+                             "--fast", "--minutes", "5", "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((tmp_path / f"{dataset}-cpu.json").read_text())
+    assert record["dataset"] == dataset and record["synthetic"] and record["epochs"] == 2
+    assert record["encoder"] == "mobilenet_v2" and record["image_size"] == [64, 96]
+    assert 0 < record["minutes"] <= 5 and "cores" in record["machine"]
+    # The reported value is the best epoch's validation score, recomputed from best.keras.
+    with open(tmp_path / f"{dataset}-cpu" / "history.csv") as f:
+        scores = [float(row[SCORE_COLUMN[dataset]]) for row in csv.DictReader(f)]
+    assert record["value"] == pytest.approx(max(scores), abs=1e-9)
+    row = result.stdout.strip().splitlines()[-1]
+    assert row.startswith(f"| {dataset} (synthetic) |") and f"{100 * record['value']:.1f}" in row
