@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from fcn.data.class_weights import WEIGHTINGS
 from fcn.model import ENCODERS
 from fcn.optim import OPTIMIZERS, SCHEDULES
 
@@ -76,6 +77,17 @@ def fraction(text: str) -> float:
     return value
 
 
+def scale_range(text: str) -> tuple[float, float]:
+    """'0.5,2.0' -> (0.5, 2.0): two positive numbers, low first."""
+    try:
+        low, high = (positive_float(v) for v in text.split(","))
+    except (ValueError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH (two positive numbers), got {text!r}") from None
+    if low > high:
+        raise argparse.ArgumentTypeError(f"LOW must not exceed HIGH, got {text!r}")
+    return low, high
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, with usage mistakes reported in one line (the usage text is one --help away)."""
 
@@ -109,6 +121,15 @@ def _add_train(sub):
     p.add_argument("--class-balancing", action="store_true", default=None,
                    help="median-frequency class weights as per-pixel sample weights")
     p.add_argument("--no-augment", dest="augment", action="store_false", default=None)
+    p.add_argument("--scale-range", type=scale_range, metavar="LOW,HIGH",
+                   help="random scale of the training size, then a crop (e.g. 0.5,2.0)")
+    p.add_argument("--cache-decoded", choices=["auto", "on", "off"],
+                   help="keep decoded training images in memory (auto: where they fit)")
+    p.add_argument("--class-weighting", choices=WEIGHTINGS, help="with --class-balancing: plain or square root")
+    p.add_argument("--max-class-weight", type=positive_float, help="with --class-balancing: cap on a class weight")
+    p.add_argument("--focal-gamma", type=positive_float, help="focal term (1 - p)^gamma on each pixel's loss")
+    p.add_argument("--ohem-fraction", type=fraction, help="keep only this fraction of hardest pixels in the loss")
+    p.add_argument("--ohem-min-kept", type=positive_int, help="keep at least this many pixels with OHEM")
     p.add_argument("--mixed-precision", action="store_true", default=None, help="float16 compute (GPU)")
     p.add_argument("--jit-compile", action="store_true", default=None, help="XLA compilation")
     p.add_argument("--seed", type=int)
@@ -179,7 +200,8 @@ def run_train(args) -> None:
     overrides = {key: getattr(args, key) for key in (
         "dataset", "data_dir", "run_dir", "epochs", "minutes", "image_size", "batch_size", "learning_rate",
         "optimizer", "weight_decay", "lr_schedule", "warmup_epochs", "encoder", "val_fraction", "max_train_images",
-        "max_val_images", "augment", "class_balancing", "mixed_precision", "jit_compile", "seed",
+        "max_val_images", "augment", "scale_range", "cache_decoded", "class_balancing", "class_weighting",
+        "max_class_weight", "focal_gamma", "ohem_fraction", "ohem_min_kept", "mixed_precision", "jit_compile", "seed",
     ) if getattr(args, key) is not None}
     if args.exclude_frames_in:
         overrides["exclude_frames"] = sorted(p.name for p in Path(args.exclude_frames_in).glob("*.png"))

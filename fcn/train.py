@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from fcn import callbacks, modelfile, optim
 from fcn.data import get_dataset, pipeline
-from fcn.data.class_weights import cached_median_frequency_weights
+from fcn.data.class_weights import WEIGHTINGS, cached_median_frequency_weights
 from fcn.data.pipeline import Augmentation, make_dataset
 from fcn.imageio import write_bytes_atomic
 from fcn.losses import MaskedSparseCrossEntropy, PixelAccuracy
@@ -51,8 +51,19 @@ class TrainConfig:
     val_fraction: float = 0.2
     seed: int = 0
     augment: bool = True
-    # Median-frequency class balancing through per-pixel sample weights (for many-class datasets).
+    # Random scale of the training size (e.g. (0.5, 2.0)) then a crop of it, instead of the plain crop.
+    scale_range: tuple[float, float] | None = None
+    # Keep decoded training images in memory after the first epoch: "auto" where they fit (2 GB at most).
+    cache_decoded: str = "auto"
+    # Median-frequency class balancing through per-pixel sample weights (for many-class datasets),
+    # optionally softened (square root) and capped.
     class_balancing: bool = False
+    class_weighting: str = "median_frequency"
+    max_class_weight: float | None = None
+    # Rare-class remedies in the loss: a focal term, and online hard-example mining (keep the hardest pixels).
+    focal_gamma: float = 0.0
+    ohem_fraction: float = 1.0
+    ohem_min_kept: int = 0
     max_train_images: int | None = None
     max_val_images: int | None = None
     # Frame file names (e.g. "um_000000.png") kept out of training and validation, e.g. a held-out test copy.
@@ -67,6 +78,14 @@ class TrainConfig:
     def __post_init__(self):
         # Every setting is checked here, before any work starts, with a message naming it.
         self.image_size = tuple(int(v) for v in self.image_size)
+        if self.scale_range is not None:
+            self.scale_range = tuple(float(v) for v in self.scale_range)
+            Augmentation(scale_range=self.scale_range)  # checks the range
+        if self.cache_decoded not in ("auto", "on", "off"):
+            raise ValueError(f"cache_decoded must be 'auto', 'on' or 'off', got {self.cache_decoded!r}")
+        if self.class_weighting not in WEIGHTINGS:
+            raise ValueError(f"unknown class_weighting {self.class_weighting!r}; choose from {WEIGHTINGS}")
+        self.make_loss()  # checks focal_gamma and the OHEM settings
         if len(self.image_size) != 2 or min(self.image_size) < 32:
             raise ValueError(f"image_size must be (height, width), each at least 32, got {self.image_size}")
         for name in ("batch_size", "epochs"):
@@ -96,6 +115,11 @@ class TrainConfig:
             raise ValueError(f"unknown encoder {self.encoder!r}; choose from {sorted(ENCODERS)}")
         if self.weights is not None and self.encoder == "vgg16_mini":
             raise ValueError("pretrained weights do not exist for encoder 'vgg16_mini'; use weights=None")
+
+    def make_loss(self) -> MaskedSparseCrossEntropy:
+        """The masked cross-entropy with this run's rare-class settings."""
+        return MaskedSparseCrossEntropy(focal_gamma=self.focal_gamma, ohem_fraction=self.ohem_fraction,
+                                        ohem_min_kept=self.ohem_min_kept)
 
     def check_paths(self) -> None:
         """The files and folders the run reads and writes are usable (checked when training starts)."""
@@ -148,15 +172,18 @@ def build_datasets(config: TrainConfig, first_epoch: int = 0):
     train, val = train[: config.max_train_images], val[: config.max_val_images]
     if not train or not val:
         raise ValueError(f"{config.data_dir}: need training and validation images, got {len(train)} and {len(val)}")
-    augmentation = Augmentation() if config.augment else None
+    augmentation = Augmentation(scale_range=config.scale_range) if config.augment else None
+    train_images = [s.image for s in train]
+    cache = config.cache_decoded == "on" or (config.cache_decoded == "auto" and pipeline.fits_in_memory(train_images))
     weights = None
     if config.class_balancing:
         # Cached beside the runs (never inside the dataset folder), keyed by the list of training files.
         weights = cached_median_frequency_weights([s.label for s in train], info.read_label, info.num_classes,
-                                                  Path(config.run_dir).parent / ".cache")
-    train_ds = make_dataset([s.image for s in train], [s.label for s in train], info.read_label,
+                                                  Path(config.run_dir).parent / ".cache",
+                                                  weighting=config.class_weighting, max_weight=config.max_class_weight)
+    train_ds = make_dataset(train_images, [s.label for s in train], info.read_label,
                             config.image_size, config.batch_size, augmentation, shuffle=True, seed=config.seed,
-                            class_weights=weights, epochs=config.epochs, first_epoch=first_epoch)
+                            class_weights=weights, epochs=config.epochs, first_epoch=first_epoch, cache_decoded=cache)
     val_ds = make_dataset([s.image for s in val], [s.label for s in val], info.read_label,
                           config.image_size, config.batch_size, None)
     return train_ds, val_ds, train, val
@@ -168,7 +195,7 @@ def compile_model(model: keras.Model, config: TrainConfig, num_classes: int, ste
                                warmup_steps=round(config.warmup_epochs * steps_per_epoch))
     model.compile(
         optimizer=optim.make_optimizer(config.optimizer, rate, config.weight_decay),
-        loss=MaskedSparseCrossEntropy(),
+        loss=config.make_loss(),
         metrics=[PixelAccuracy(), keras.metrics.MeanIoU(num_classes, ignore_class=255, sparse_y_pred=False,
                                                         name="mean_iou")],
         jit_compile=config.jit_compile,
