@@ -52,3 +52,25 @@ def overlay_figure(model, samples, info: DatasetInfo, image_size, with_truth: bo
 def class_names_present(scores: dict) -> list[str]:
     """Classes with an IoU (present in ground truth or prediction)."""
     return [name for name, value in scores["class_iou"].items() if not np.isnan(value)]
+
+
+def augmented_samples_figure(config, info: DatasetInfo, count: int = 3):
+    """The first training batches exactly as the network sees them (augmented), with their masks painted on.
+
+    A mask that stays on its objects after the random scale, crop, flip and colour changes shows that
+    image and label are transformed together.
+    """
+    from fcn.train import build_datasets
+
+    train_ds = build_datasets(config)[0]
+    rows = []
+    for batch in train_ds:
+        images, labels = batch[0].numpy(), batch[1].numpy()
+        for image, label in zip(images, labels, strict=True):
+            image = np.clip(image, 0, 255).astype(np.uint8)
+            rows.append([image, viz.overlay(image, label, info.palette, alpha=0.6, skip_ids=()),
+                         viz.colorize(label, info.palette)])
+        if len(rows) >= count:
+            break
+    fig = viz.plot_image_grid(rows[:count], ["augmented image", "its mask painted on", "training ids (white = ignored)"])
+    return viz.add_legend(fig, info.class_names, info.palette)
