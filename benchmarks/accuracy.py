@@ -1,6 +1,9 @@
 """Accuracy within a CPU budget: train the CPU recipe of a dataset for --minutes, score its validation split.
 
     .venv/bin/python benchmarks/accuracy.py --dataset kitti_road --minutes 60 [--eval-dir DIR] [--out runs/bench]
+
+--eval-dir scores a folder in the dataset's official layout instead of the validation split (see
+`fcn evaluate segmentation --eval-dir`: e.g. KITTI Road image_2/ + gt_image_2/, CamVid <split>/ + <split>annot/).
     .venv/bin/python benchmarks/accuracy.py --dataset camvid --fast      # minutes of synthetic data (CI)
 
 Writes <out>/<dataset>-<tag>/ (the run folder: config, history, best.keras, ...), <out>/<dataset>-<tag>.json
@@ -17,7 +20,7 @@ import subprocess
 from pathlib import Path
 
 from fcn import modelfile, predict
-from fcn.data import get_dataset, synthetic
+from fcn.data import get_dataset, list_eval_folder, synthetic
 from fcn.imageio import write_bytes_atomic
 from fcn.runs import RunFolder
 from fcn.train import TrainConfig, build_datasets, train
@@ -53,10 +56,10 @@ def data_dir_for(dataset: str, fast: bool, work_dir: Path) -> Path:
     return root
 
 
-def evaluate(config: TrainConfig, model) -> dict:
-    """Scores of the run's best model on its validation split, at full resolution."""
+def evaluate(config: TrainConfig, model, eval_dir=None) -> dict:
+    """Scores of the run's best model on its validation split (or a folder in the official layout)."""
     info = get_dataset(config.dataset)
-    _, _, _, val = build_datasets(config)
+    val = list_eval_folder(info, eval_dir) if eval_dir else build_datasets(config)[3]
     if info.road_class is not None:
         scores = predict.evaluate_road(model, val, config.image_size, road_id=info.road_class, pooled=True)
         return {"categories": scores, "main": scores["urban_road"]["MaxF"], "metric": "MaxF (urban_road)"}
@@ -74,7 +77,8 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores"
 
 
-def run(dataset: str, minutes: float, out_dir: Path, fast: bool = False, data_dir=None, tag: str = "cpu") -> dict:
+def run(dataset: str, minutes: float, out_dir: Path, fast: bool = False, data_dir=None, tag: str = "cpu",
+        eval_dir=None) -> dict:
     """Train within the budget, score the best model, write the JSON; returns the result record."""
     out_dir = Path(out_dir)
     data_dir = Path(data_dir) if data_dir else data_dir_for(dataset, fast, out_dir)
@@ -84,12 +88,13 @@ def run(dataset: str, minutes: float, out_dir: Path, fast: bool = False, data_di
     train(config, verbose=2)
     run_folder = RunFolder(config.run_dir)
     state = run_folder.read_state()
-    scores = evaluate(config, modelfile.load_model(run_folder.best))
+    scores = evaluate(config, modelfile.load_model(run_folder.best), eval_dir)
     record = {"dataset": dataset, "metric": scores["metric"], "value": scores["main"], "scores": scores,
               "minutes": round(state.seconds / 60, 2), "budget_minutes": minutes, "epochs": state.epochs_done,
               "best_epoch": state.best_epoch, "encoder": config.encoder, "image_size": list(config.image_size),
               "recipe": {k: v for k, v in settings.items() if k not in ("image_size",)}, "machine": machine(),
-              "synthetic": fast, "data_dir": str(data_dir), "commit": _commit()}
+              "synthetic": fast, "data_dir": str(data_dir), "evaluated_on": str(eval_dir or "validation split"),
+              "commit": _commit()}
     write_bytes_atomic(out_dir / f"{dataset}-{tag}.json", json.dumps(record, indent=2, default=str).encode())
     return record
 
@@ -116,12 +121,13 @@ def main(argv=None) -> None:
     parser.add_argument("--minutes", type=float, default=60.0, help="wall-clock training budget")
     parser.add_argument("--out", default="runs/bench", help="folder for the run and its JSON")
     parser.add_argument("--data-dir", help="the dataset root (default: FCN_SHARED_DATA's copy)")
+    parser.add_argument("--eval-dir", help="score this folder (the dataset's official layout) instead of the val split")
     parser.add_argument("--fast", action="store_true", help="synthetic data, tiny images, 2 epochs (CI)")
     parser.add_argument("--tag", default="cpu", help="name of this run beside the dataset's")
     args = parser.parse_args(argv)
     if args.minutes <= 0:
         parser.error("--minutes must be above 0")
-    record = run(args.dataset, args.minutes, Path(args.out), args.fast, args.data_dir, args.tag)
+    record = run(args.dataset, args.minutes, Path(args.out), args.fast, args.data_dir, args.tag, args.eval_dir)
     print(f"{record['metric']}: {100 * record['value']:.2f} in {record['minutes']} minutes")
     print(markdown_row(record))
 

@@ -28,3 +28,19 @@ def test_accuracy_benchmark_runs_and_reports(dataset, tmp_path):
     assert record["value"] == pytest.approx(max(scores), abs=1e-9)
     row = result.stdout.strip().splitlines()[-1]
     assert row.startswith(f"| {dataset} (synthetic) |") and f"{100 * record['value']:.1f}" in row
+
+
+@pytest.mark.slow
+def test_accuracy_benchmark_scores_an_eval_folder(tmp_path):
+    from fcn.data import synthetic
+
+    held_out = synthetic.write_kitti_road(tmp_path / "held_out", images_per_category=1, test_images_per_category=0,
+                                          scale=0.25, seed=9) / "training"
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "accuracy.py"), "--dataset",
+                             "kitti_road", "--fast", "--minutes", "5", "--out", str(tmp_path / "out"),
+                             "--eval-dir", str(held_out)], capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((tmp_path / "out" / "kitti_road-cpu.json").read_text())
+    assert record["evaluated_on"] == str(held_out)
+    # Exactly the folder's three frames were scored: one per category.
+    assert set(record["scores"]["categories"]) == {"um_road", "umm_road", "uu_road", "urban_road"}
