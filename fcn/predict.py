@@ -65,12 +65,17 @@ def road_class_of(model_path, model: keras.Model) -> int:
                      "--dataset kitti_road")
 
 
-def check_image_size(path, image_size) -> None:
-    """Refuse images too large to predict within the memory limits above (from the PNG header if possible)."""
+def check_image_size(path, image_size, shape=None) -> None:
+    """Refuse images too large to predict within the memory limits above.
+
+    PNG sizes come from the header, before any decoding; other formats pass their decoded `shape`.
+    """
     path = Path(path)
-    if path.suffix.lower() != ".png":
-        return
-    height, width = read_png_size(path)
+    if shape is None:
+        if path.suffix.lower() != ".png":
+            return
+        shape = read_png_size(path)
+    height, width = shape[:2]
     limit = MAX_IMAGE_PIXELS if image_size is not None else MAX_NETWORK_PIXELS
     if height * width > limit:
         hint = "" if image_size is not None else "; pass --image-size to run the network at a smaller size"
@@ -211,6 +216,7 @@ def write_predictions(model, image_paths, output_dir, image_size=None, output_fo
     written = []
     for path in tqdm(image_paths, desc="predict", disable=not progress):
         image = read_rgb(path)
+        check_image_size(path, image_size, image.shape)  # JPEG sizes are known only now
         if output_format == "devkit":
             target = Path(output_dir) / kitti_road.gt_name(Path(path).name)
             array = predict_road_confidence(model, image, image_size, road_id, tta_scales=tta_scales,

@@ -401,3 +401,14 @@ def test_predict_refuses_a_missing_input_folder(cityscapes_model, tmp_path):
     line = one_line_error(result)
     assert str(missing) in line and "not found" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_jpeg_over_the_limit_is_refused_once_decoded(tmp_path, monkeypatch):
+    # A JPEG's size is known only after decoding: it is checked then, before the network runs.
+    image = tmp_path / "big.jpg"
+    cv2.imwrite(str(image), np.full((40, 60, 3), 128, np.uint8))
+    monkeypatch.setattr(predict, "MAX_IMAGE_PIXELS", 40 * 60 - 1)
+    model = build_fcn8(2, encoder="vgg16_mini", weights=None)
+    with pytest.raises(ValueError, match=r"big\.jpg: 40x60 pixels is over the limit of 2,399 pixels"):
+        predict.write_predictions(model, [image], tmp_path / "out", (32, 64), "labels", progress=False)
+    assert not (tmp_path / "out").exists()
