@@ -19,7 +19,7 @@ import platform
 import subprocess
 from pathlib import Path
 
-from fcn import modelfile, predict
+from fcn import modelfile, predict, recipes
 from fcn.data import get_dataset, list_eval_folder, synthetic
 from fcn.imageio import write_bytes_atomic
 from fcn.runs import RunFolder
@@ -29,13 +29,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FCN_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 # Where each dataset lies under FCN_SHARED_DATA (the half-resolution copies: what fits a CPU budget).
 DATA_DIRS = {"kitti_road": "kitti_road_half/data_road", "camvid": "camvid", "kitti_semantics": "kitti_semantics"}
-# The CPU recipe per dataset: a light encoder from scratch, AdamW with warm-up and cosine decay.
-CPU_RECIPE = dict(encoder="mobilenet_v2", weights=None, batch_size=4, learning_rate=2e-3, optimizer="adamw",
-                  weight_decay=1e-4, lr_schedule="cosine", warmup_epochs=1)
+# The CPU recipe (fcn/recipes.py: a light encoder from scratch, AdamW with warm-up and cosine decay), with
+# each dataset's image size and epochs.
 RECIPES = {
-    "kitti_road": dict(CPU_RECIPE, image_size=(160, 576), epochs=60),
-    "camvid": dict(CPU_RECIPE, image_size=(240, 320), epochs=120),
-    "kitti_semantics": dict(CPU_RECIPE, image_size=(160, 544), epochs=120),
+    "kitti_road": dict(recipes.CPU, image_size=(160, 576), epochs=60),
+    "camvid": dict(recipes.CPU, image_size=(240, 320), epochs=120),
+    "kitti_semantics": dict(recipes.CPU, image_size=(160, 544), epochs=120),
 }
 # --fast: synthetic data in the real layout, tiny images, two epochs (what CI runs).
 FAST = dict(image_size=(64, 96), epochs=2, batch_size=2, max_train_images=6, max_val_images=3)

@@ -91,6 +91,14 @@ def test_fast_mode_trains_the_fast_config_and_full_mode_the_recipe(notebook, tmp
     # The full recipe on the data the fast run wrote (no second synthetic set): the parameters apply.
     data_dir = str(fast["data_dir"] if "data_dir" in fast else fast["root"])
     full = _run_until_config(notebook, dict(FAST=False, DATA_DIR=data_dir, **paths))
-    assert full["config"].epochs == full["EPOCHS"] and full["config"].encoder == full["ENCODER"]
+    # On this machine (no GPU) "auto" is the CPU recipe; the notebook says so.
+    from fcn import recipes
+
+    assert full["recipe_name"] == "cpu" and full["config"].epochs == full["EPOCHS"]
+    assert {key: getattr(full["config"], key) for key in recipes.CPU} == recipes.CPU
+    # With a GPU, the paper's recipe.
+    monkeypatch.setattr(recipes, "has_gpu", lambda: True)
+    on_gpu = _run_until_config(notebook, dict(FAST=False, DATA_DIR=data_dir, **paths))
+    assert {key: getattr(on_gpu["config"], key) for key in recipes.PAPER} == recipes.PAPER
     assert full["config"].image_size == tuple(full["IMAGE_SIZE"])
     assert dataclasses.asdict(full["config"])["data_dir"] == data_dir
