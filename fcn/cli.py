@@ -294,6 +294,7 @@ def _nan_to_none(value):
 def run_synth(args) -> None:
     from fcn.data import synthetic
 
+    _check_output_folder(args.out_dir)
     root = synthetic.generate(args.dataset, args.out_dir, seed=args.seed)
     print(f"wrote synthetic {args.dataset} data to {root}")
 
@@ -301,6 +302,10 @@ def run_synth(args) -> None:
 def run_demo(args) -> None:
     from fcn import demo
 
+    for folder in (args.run_dir, args.figures_dir):  # before minutes of training, not after
+        _check_output_folder(folder)
+    if args.data_dir is not None and not Path(args.data_dir).is_dir():
+        raise FileNotFoundError(f"{args.data_dir}: no such data folder")
     demo.run_demo(data_dir=args.data_dir, run_dir=args.run_dir, figures_dir=args.figures_dir, epochs=args.epochs)
 
 

@@ -173,3 +173,19 @@ def test_a_changed_setting_is_refused_not_mixed_into_the_run(road_data, tmp_path
     with pytest.raises(ValueError, match=r"learning_rate 0\.001 -> 0\.01"):
         train(changed, verbose=0)
     assert (tmp_path / "run" / "history.csv").read_text() == (tmp_path / "history.before").read_text()
+
+
+@pytest.mark.parametrize("command", [
+    ["demo", "--figures-dir", "{file}"],
+    ["demo", "--run-dir", "{file}"],
+    ["synth", "--out-dir", "{file}"],
+])
+def test_output_locations_are_checked_before_any_work(command, tmp_path, capsys):
+    from fcn import cli
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    assert cli.main([part.replace("{file}", str(a_file)) for part in command]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error == f"error: {a_file}: output path is a file, not a folder"
+    assert not (tmp_path / "runs").exists() and a_file.read_text() == ""
