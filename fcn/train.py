@@ -22,7 +22,6 @@ from fcn import callbacks, modelfile, optim
 from fcn.data import get_dataset, pipeline
 from fcn.data.class_weights import WEIGHTINGS, cached_median_frequency_weights
 from fcn.data.pipeline import Augmentation, make_dataset
-from fcn.imageio import write_bytes_atomic
 from fcn.losses import MaskedSparseCrossEntropy, PixelAccuracy
 from fcn.model import ENCODERS, build_fcn8
 from fcn.runs import RunFolder, RunState
@@ -133,9 +132,6 @@ class TrainConfig:
         parent = next(p for p in [run_dir, *run_dir.parents] if p.exists())
         if not os.access(parent, os.W_OK):
             raise PermissionError(f"{parent}: not writable, so the run folder {run_dir} cannot be written")
-
-    def save(self, path) -> None:
-        write_bytes_atomic(Path(path), json.dumps(dataclasses.asdict(self), indent=2).encode())
 
     @classmethod
     def load(cls, path) -> "TrainConfig":
@@ -303,8 +299,3 @@ def _fit(model, train_ds, val_ds, state, config, fit_callbacks, verbose, steps) 
         # Raised out here, so the failed iterator (held by the frames of the error above) is gone first.
         gc.collect()
         raise problem
-
-
-def save_model(model: keras.Model, path) -> Path:
-    """Save a .keras file via a temporary name, so an interrupted save never replaces a good file."""
-    return modelfile.save_model(model, path)
