@@ -6,6 +6,10 @@
 `fcn evaluate segmentation --eval-dir`: e.g. KITTI Road image_2/ + gt_image_2/, CamVid <split>/ + <split>annot/).
     .venv/bin/python benchmarks/accuracy.py --dataset camvid --fast      # minutes of synthetic data (CI)
 
+Variants of the recipe (what the README's recipe table compares) change settings by name, values as in JSON:
+    .venv/bin/python benchmarks/accuracy.py --dataset kitti_road --minutes 20 --tag scale \
+        --set epochs=25 --set 'scale_range=[0.75, 1.5]'
+
 Writes <out>/<dataset>-<tag>/ (the run folder: config, history, best.keras, ...), <out>/<dataset>-<tag>.json
 (per-category or per-class scores, mean IoU, minutes, epochs, encoder, image size, machine) and prints one
 Markdown row for benchmarks/README.md. Rerunning the same command resumes the run (see fcn/runs.py).
@@ -13,6 +17,7 @@ The real data is read from FCN_SHARED_DATA (default ../shared/data) unless --dat
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -76,12 +81,23 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores"
 
 
+def parse_setting(text: str) -> tuple[str, object]:
+    """ "name=value" (value as JSON where it parses, else a string) -> (name, value), for --set."""
+    name, sep, value = text.partition("=")
+    if not sep or name not in {field.name for field in dataclasses.fields(TrainConfig)}:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=VALUE with NAME a TrainConfig field")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
+
+
 def run(dataset: str, minutes: float, out_dir: Path, fast: bool = False, data_dir=None, tag: str = "cpu",
-        eval_dir=None) -> dict:
+        eval_dir=None, overrides=None) -> dict:
     """Train within the budget, score the best model, write the JSON; returns the result record."""
     out_dir = Path(out_dir)
     data_dir = Path(data_dir) if data_dir else data_dir_for(dataset, fast, out_dir)
-    settings = {**RECIPES[dataset], **(FAST if fast else {})}
+    settings = {**RECIPES[dataset], **(FAST if fast else {}), **(overrides or {})}
     config = TrainConfig(dataset=dataset, data_dir=str(data_dir), run_dir=str(out_dir / f"{dataset}-{tag}"),
                          minutes=minutes, **settings)
     train(config, verbose=2)
@@ -123,10 +139,13 @@ def main(argv=None) -> None:
     parser.add_argument("--eval-dir", help="score this folder (the dataset's official layout) instead of the val split")
     parser.add_argument("--fast", action="store_true", help="synthetic data, tiny images, 2 epochs (CI)")
     parser.add_argument("--tag", default="cpu", help="name of this run beside the dataset's")
+    parser.add_argument("--set", type=parse_setting, action="append", default=[], metavar="NAME=VALUE",
+                        help="change one setting of the recipe (a TrainConfig field), e.g. epochs=25")
     args = parser.parse_args(argv)
     if args.minutes <= 0:
         parser.error("--minutes must be above 0")
-    record = run(args.dataset, args.minutes, Path(args.out), args.fast, args.data_dir, args.tag, args.eval_dir)
+    record = run(args.dataset, args.minutes, Path(args.out), args.fast, args.data_dir, args.tag, args.eval_dir,
+                 dict(args.set))
     print(f"{record['metric']}: {100 * record['value']:.2f} in {record['minutes']} minutes")
     print(markdown_row(record))
 

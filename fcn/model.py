@@ -52,6 +52,12 @@ KERAS_APPLICATIONS_URL = "https://storage.googleapis.com/tensorflow/keras-applic
 # heads): the head is then about as large as the encoder.
 LIGHT_FC6_KERNEL = 3
 LIGHT_FC_WIDTH = 256
+# keras.applications' MobileNets keep BatchNorm moving averages with momentum 0.999: an average over ~1,000
+# steps, tuned for ImageNet's million images. Trained from scratch on a few hundred frames, the weights move
+# faster than that average, and inference-mode outputs run on stale statistics (measured on KITTI Road after
+# 2,800 steps: 82 % validation pixel accuracy on moving averages, 97 % on batch statistics). 0.9 (PyTorch's
+# default) averages over ~10 steps.
+LIGHT_BATCHNORM_MOMENTUM = 0.9
 
 # ----------------------------------------------------------------------------------------------------
 # Small layers the decoder needs (registered so saved .keras models load without custom_objects).
@@ -226,6 +232,7 @@ class Encoder:
     fc6_kernel: int
     fc_width: int  # channels of fc6 and fc7
     skip_scales: tuple[float, float] = (1.0, 1.0)  # the stride-8 and stride-16 maps are scaled before scoring
+    batchnorm_momentum: float | None = None  # replaces the encoder's BatchNormalization momentum; None keeps it
     pretrained: Callable | None = None  # (fcn, encoder, "imagenet" or a path) -> None; None: random init only
 
 
@@ -286,7 +293,7 @@ def _vgg16_mini(x, weights=None):
 
 # Light encoders: batch-normalised maps need no skip scaling (the paper's 0.01/0.0001 tame VGG's raw ones).
 @register_encoder("mobilenet_v2", preprocess=_scale_to_unit_range, fc6_kernel=LIGHT_FC6_KERNEL,
-                  fc_width=LIGHT_FC_WIDTH, pretrained=_keras_application_weights(
+                  fc_width=LIGHT_FC_WIDTH, batchnorm_momentum=LIGHT_BATCHNORM_MOMENTUM, pretrained=_keras_application_weights(
                       "MobileNetV2", "mobilenet_v2",
                       "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"))
 def _mobilenet_v2(x, weights=None):
@@ -296,7 +303,7 @@ def _mobilenet_v2(x, weights=None):
 
 
 @register_encoder("mobilenet_v3_large", preprocess=_scale_to_unit_range, fc6_kernel=LIGHT_FC6_KERNEL,
-                  fc_width=LIGHT_FC_WIDTH, pretrained=_keras_application_weights(
+                  fc_width=LIGHT_FC_WIDTH, batchnorm_momentum=LIGHT_BATCHNORM_MOMENTUM, pretrained=_keras_application_weights(
                       "MobileNetV3Large", "mobilenet_v3",
                       "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5", "07fb09a5933dd0c8eaafa16978110389"))
 def _mobilenet_v3_large(x, weights=None):
@@ -346,9 +353,18 @@ def build_fcn8(
     # Softmax and loss in float32 even under mixed precision.
     logits = layers.Activation("linear", dtype="float32", name="logits")(logits)
     model = keras.Model(inputs, logits, name=name)
+    if spec.batchnorm_momentum is not None:
+        set_batchnorm_momentum(model, spec.batchnorm_momentum)
     if weights is not None:
         spec.pretrained(model, spec, weights)
     return model
+
+
+def set_batchnorm_momentum(model: keras.Model, momentum: float) -> None:
+    """Set the moving-average momentum of every BatchNormalization layer (it is saved with the model)."""
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = momentum
 
 
 def _score(features, num_classes, name):

@@ -194,3 +194,28 @@ def test_command_line_offers_every_encoder():
     for name in fcn_model.ENCODERS:
         args = build_parser().parse_args(["train", "--data-dir", "d", "--run-dir", "r", "--encoder", name])
         assert args.encoder == name
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_light_encoders_batchnorm_tracks_recent_batches(name, tmp_path):
+    # keras.applications' 0.999 leaves the moving statistics of a model trained from scratch stale; the light
+    # encoders use LIGHT_BATCHNORM_MOMENTUM, in a training step and after saving and loading.
+    net = fcn_model.build_fcn8(NUM_CLASSES, encoder=name, weights=None)
+    norms = [layer for layer in net.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(norms) > 10 and {layer.momentum for layer in norms} == {fcn_model.LIGHT_BATCHNORM_MOMENTUM}
+    first = norms[0]
+    before = np.array(first.moving_mean)
+    images = _images(2, 64, 64)
+    batch_mean = np.mean(np.array(keras.Model(net.input, first.input)(images)), axis=(0, 1, 2))
+    net(images, training=True)
+    expected = fcn_model.LIGHT_BATCHNORM_MOMENTUM * before + (1 - fcn_model.LIGHT_BATCHNORM_MOMENTUM) * batch_mean
+    np.testing.assert_allclose(np.array(first.moving_mean), expected, rtol=1e-4, atol=1e-5)
+    path = tmp_path / "model.keras"
+    net.save(path)
+    loaded = keras.models.load_model(path)
+    assert {layer.momentum for layer in loaded.layers if isinstance(layer, keras.layers.BatchNormalization)} == {
+        fcn_model.LIGHT_BATCHNORM_MOMENTUM}
+
+
+def test_vgg_encoders_have_no_batchnorm_to_set():
+    assert fcn_model.ENCODERS["vgg16"].batchnorm_momentum is None
