@@ -1,63 +1,321 @@
-"""Prediction and training throughput of FCN-8 encoders, side by side in one process.
+"""Training and inference speed against this machine's own limit, side by side in one process.
 
-    .venv/bin/python benchmarks/bench_speed.py [--image-size 160x576] [--repeats 5]
+    .venv/bin/python benchmarks/bench_speed.py [--repeats 5] [--encoders vgg16,vgg16_mini,mobilenet_v2,...]
+    .venv/bin/python benchmarks/bench_speed.py --fast          # seconds, tiny sizes (what CI runs)
 
-Prints a Markdown table: median images per second over `repeats` timed calls (after one warm-up call that
-pays for tracing/compilation), for each encoder with and without XLA (`jit_compile`).
+Sections (--sections picks some):
+  ceiling   sustained GFLOP/s of a large 3x3 convolution and a large matrix product: the machine's limit
+  encoders  per encoder: forward and training-step images/s at the training size, forward at full KITTI size
+            (375x1242), FLOPs per image (fcn/flops.py) and the achieved GFLOP/s as a share of the ceiling
+  pipeline  the tf.data input pipeline alone (decode + augment + resize + batch), with and without the
+            in-memory cache, against what a training step consumes
+  baseline  the same model fed as the original TF1 project fed it (a Python generator reading and resizing
+            each batch with OpenCV, no prefetch, no cache) into model.fit, against fcn's training path
+Every figure is the median of --repeats timed calls (after one warm-up that pays for tracing/compilation),
+with the spread (min-max) beside it. Prints Markdown tables and writes --json.
 """
 
 import argparse
+import json
 import os
+import platform
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import cv2
 import keras
 import numpy as np
 import tensorflow as tf
 
+from fcn import flops
 from fcn.cli import parse_image_size
+from fcn.data import get_dataset, synthetic
+from fcn.imageio import write_bytes_atomic
 from fcn.losses import MaskedSparseCrossEntropy
 from fcn.model import build_fcn8
+from fcn.train import TrainConfig, build_datasets
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("FCN_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+KITTI_FULL_SIZE = (375, 1242)
+SECTIONS = ("ceiling", "encoders", "pipeline", "baseline")
+# --fast: every section on tiny sizes, so CI proves the script runs end to end.
+FAST = dict(image_size=(64, 192), full_size=(96, 320), encoders="vgg16_mini", repeats=2, batch_size=2,
+            conv=(1, 32, 64, 64), matmul=256, steps=3)
+FULL = dict(image_size=(160, 576), full_size=KITTI_FULL_SIZE, encoders="vgg16,vgg16_mini,mobilenet_v2,mobilenet_v3_large",
+            repeats=5, batch_size=4, conv=(4, 64, 128, 256), matmul=4096, steps=12)
 
 
-def _median_rate(step, images_per_call, repeats):
-    step()  # warm-up: tracing and XLA compilation are not throughput
+def timed(call, repeats: int) -> dict:
+    """Seconds per call: median, min and max of `repeats` calls after one warm-up call."""
+    call()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        step()
+        call()
         times.append(time.perf_counter() - start)
-    return images_per_call / statistics.median(times)
+    return {"median": statistics.median(times), "min": min(times), "max": max(times)}
 
 
-def measure(encoder, jit_compile, image_size, batch_size, repeats):
-    """(predict img/s, train img/s) for one configuration."""
+def per_second(seconds: dict, amount: float) -> dict:
+    """Seconds per call -> amount per second (the fastest call gives the max)."""
+    return {"median": amount / seconds["median"], "min": amount / seconds["max"], "max": amount / seconds["min"]}
+
+
+def spread(rate: dict, digits: int = 2) -> str:
+    return f"{rate['median']:.{digits}f} ({rate['min']:.{digits}f}-{rate['max']:.{digits}f})"
+
+
+# ----------------------------------------------------------------------------------------------------
+# The ceiling.
+
+
+def measure_ceiling(conv_shape, matmul_size, repeats) -> dict:
+    """GFLOP/s of one large 3x3 convolution (channels in = out) and of one square matrix product."""
+    rng = np.random.default_rng(0)
+    batch, height, width, channels = conv_shape
+    images = tf.constant(rng.standard_normal(conv_shape, np.float32))
+    kernel = tf.constant(rng.standard_normal((3, 3, channels, channels), np.float32))
+    conv = tf.function(lambda: tf.nn.conv2d(images, kernel, 1, "SAME"))
+    conv_flops = 2 * batch * height * width * 9 * channels * channels
+    a = tf.constant(rng.standard_normal((matmul_size, matmul_size), np.float32))
+    matmul = tf.function(lambda: tf.linalg.matmul(a, a))
+    matmul_flops = 2 * matmul_size**3
+    return {"conv3x3": per_second(timed(lambda: conv().numpy(), repeats), conv_flops / 1e9),
+            "matmul": per_second(timed(lambda: matmul().numpy(), repeats), matmul_flops / 1e9),
+            "conv_shape": list(conv_shape), "matmul_size": matmul_size}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Encoders.
+
+
+def _random_batch(batch_size, image_size, num_classes=2, seed=0):
+    rng = np.random.default_rng(seed)
+    images = tf.constant(rng.uniform(0, 255, (batch_size, *image_size, 3)).astype(np.float32))
+    labels = tf.constant(rng.integers(0, num_classes, (batch_size, *image_size)).astype(np.int32))
+    return images, labels
+
+
+def compiled_model(encoder, jit_compile=False):
     model = build_fcn8(2, encoder=encoder, weights=None)
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=MaskedSparseCrossEntropy(), jit_compile=jit_compile)
-    rng = np.random.default_rng(0)
-    images = tf.constant(rng.uniform(0, 255, (batch_size, *image_size, 3)).astype(np.float32))
-    labels = tf.constant(rng.integers(0, 2, (batch_size, *image_size)).astype(np.int32))
-    predict = _median_rate(lambda: model.predict_on_batch(images), batch_size, repeats)
-    train = _median_rate(lambda: model.train_on_batch(images, labels), batch_size, repeats)
-    return predict, train
+    return model
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--image-size", type=parse_image_size, default=(160, 576))
-    parser.add_argument("--batch-size", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--encoders", default="vgg16,vgg16_mini")
-    args = parser.parse_args()
-    print(f"image size {args.image_size[0]}x{args.image_size[1]}, batch {args.batch_size}, "
-          f"median of {args.repeats}, {os.cpu_count()} CPU cores, TensorFlow {tf.__version__}")
-    print("| encoder | XLA | predict img/s | train img/s |\n| --- | --- | ---: | ---: |")
-    for encoder in args.encoders.split(","):
-        for jit_compile in (False, True):
-            predict, train = measure(encoder, jit_compile, args.image_size, args.batch_size, args.repeats)
-            print(f"| {encoder} | {'yes' if jit_compile else 'no'} | {predict:.2f} | {train:.2f} |", flush=True)
+def measure_encoder(encoder, image_size, full_size, batch_size, repeats, jit_compile) -> dict:
+    """Forward and training-step images/s, FLOPs per image and the achieved GFLOP/s of one encoder."""
+    model = compiled_model(encoder, jit_compile)
+    images, labels = _random_batch(batch_size, image_size)
+    full_images, _ = _random_batch(1, full_size)
+    forward_flops = flops.count_flops(build_fcn8(2, encoder=encoder, weights=None, input_shape=(*image_size, 3)))
+    full_flops = flops.count_flops(build_fcn8(2, encoder=encoder, weights=None, input_shape=(*full_size, 3)))
+    forward = per_second(timed(lambda: model.predict_on_batch(images), repeats), batch_size)
+    train = per_second(timed(lambda: model.train_on_batch(images, labels), repeats), batch_size)
+    full = per_second(timed(lambda: model.predict_on_batch(full_images), max(1, repeats // 2)), 1)
+    return {"encoder": encoder, "xla": jit_compile, "gflop_per_image": forward_flops / 1e9,
+            "gflop_per_full_image": full_flops / 1e9, "forward": forward, "train": train, "forward_full": full,
+            "forward_gflops": forward["median"] * forward_flops / 1e9,
+            "train_gflops": train["median"] * flops.TRAINING_STEP_FORWARDS * forward_flops / 1e9}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Input pipeline, and the TF1-style baseline.
+
+
+def bench_data(fast: bool, work_dir: Path) -> tuple[str, Path]:
+    """(dataset, root): the shared KITTI Road copy, or synthetic KITTI Road in fast mode or without it."""
+    root = SHARED_DATA / "kitti_road_half" / "data_road"
+    if fast or not root.is_dir():
+        root = synthetic.write_kitti_road(work_dir / "synthetic", seed=0, images_per_category=4,
+                                          test_images_per_category=1, scale=0.25)
+    return "kitti_road", root
+
+
+def pipeline_config(dataset, root, image_size, batch_size, cache, encoder="vgg16_mini", jit_compile=False):
+    return TrainConfig(dataset=dataset, data_dir=str(root), run_dir=str(root.parent / "unused-run"), encoder=encoder,
+                       weights=None, image_size=image_size, batch_size=batch_size, epochs=1000,
+                       cache_decoded="on" if cache else "off", jit_compile=jit_compile)
+
+
+def measure_pipeline(dataset, root, image_size, batch_size, steps, repeats) -> dict:
+    """Images/s the training input pipeline delivers, without and with the decoded-image cache."""
+    results = {}
+    for cache in (False, True):
+        train_ds, _, train_samples, _ = build_datasets(pipeline_config(dataset, root, image_size, batch_size, cache))
+        batches = iter(train_ds)
+        # The first epoch fills the cache: take a whole epoch before timing.
+        for _ in range(-(-len(train_samples) // batch_size)):
+            next(batches)
+        results["cached" if cache else "uncached"] = per_second(
+            timed(lambda: [next(batches) for _ in range(steps)], repeats), steps * batch_size)
+    return results
+
+
+def tf1_style_batches(samples, read_label, image_size, batch_size, seed=0):
+    """Batches as the original TF1 project made them: read and resize with OpenCV in Python, one by one."""
+    rng = np.random.default_rng(seed)
+    height, width = image_size
+    while True:
+        order = rng.permutation(len(samples))
+        for start in range(0, len(order) - batch_size + 1, batch_size):
+            chosen = [samples[i] for i in order[start:start + batch_size]]
+            images = [cv2.resize(cv2.imread(str(s.image))[..., ::-1], (width, height)) for s in chosen]
+            labels = [cv2.resize(read_label(s.label), (width, height), interpolation=cv2.INTER_NEAREST)
+                      for s in chosen]
+            yield np.asarray(images, np.float32), np.asarray(labels, np.int32)
+
+
+class _StepTimes(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.ends = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.ends.append(time.perf_counter())
+
+
+def fit_rates(model, data, skip_steps, steps, repeats, batch_size) -> list[float]:
+    """Images/s of one model.fit call over `repeats` chunks of `steps` steps, after `skip_steps` warm-up steps."""
+    times = _StepTimes()
+    model.fit(data, steps_per_epoch=skip_steps + repeats * steps, epochs=1, verbose=0, callbacks=[times],
+              shuffle=False)
+    ends = times.ends[skip_steps - 1:]
+    return [steps * batch_size / (ends[(i + 1) * steps] - ends[i * steps]) for i in range(repeats)]
+
+
+def measure_baseline(dataset, root, encoder, image_size, batch_size, steps, repeats, jit_compile) -> dict:
+    """Training images/s of fcn's path (tf.data, cache, prefetch) and of the TF1-style generator, same model.
+
+    fcn's first epoch fills the decoded-image cache; it is left out with the tracing step, as a long run
+    amortises it.
+    """
+    config = pipeline_config(dataset, root, image_size, batch_size, cache=True, encoder=encoder,
+                             jit_compile=jit_compile)
+    train_ds, _, train_samples, _ = build_datasets(config)
+    first_epoch = -(-len(train_samples) // batch_size)
+    generator = tf1_style_batches(train_samples, get_dataset(dataset).read_label, image_size, batch_size)
+    fcn_rates = fit_rates(compiled_model(encoder, jit_compile), train_ds, first_epoch, steps, repeats, batch_size)
+    plain_rates = fit_rates(compiled_model(encoder), generator, 1, steps, repeats, batch_size)
+    return {"encoder": encoder, "xla": jit_compile, "fcn": _summary(fcn_rates), "tf1_style": _summary(plain_rates),
+            "ratio": statistics.median(fcn_rates) / statistics.median(plain_rates)}
+
+
+def _summary(rates) -> dict:
+    return {"median": statistics.median(rates), "min": min(rates), "max": max(rates)}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Tables.
+
+
+def ceiling_table(ceiling) -> str:
+    return "\n".join([
+        "| kernel | shape | GFLOP/s |", "| --- | --- | ---: |",
+        f"| 3x3 convolution | {'x'.join(map(str, ceiling['conv_shape']))}, 3x3 | {spread(ceiling['conv3x3'], 1)} |",
+        f"| matrix product | {ceiling['matmul_size']}^2 | {spread(ceiling['matmul'], 1)} |"])
+
+
+def encoder_table(rows, ceiling_gflops, image_size, full_size) -> str:
+    size, full = "x".join(map(str, image_size)), "x".join(map(str, full_size))
+    lines = [f"| encoder | XLA | GFLOP/img | forward img/s {size} | train img/s | forward img/s {full} | "
+             "forward % of ceiling | train % of ceiling |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for row in rows:
+        lines.append(
+            f"| {row['encoder']} | {'yes' if row['xla'] else 'no'} | {row['gflop_per_image']:.1f} | "
+            f"{spread(row['forward'])} | {spread(row['train'])} | {spread(row['forward_full'])} | "
+            f"{100 * row['forward_gflops'] / ceiling_gflops:.0f} | {100 * row['train_gflops'] / ceiling_gflops:.0f} |")
+    return "\n".join(lines)
+
+
+def pipeline_table(pipeline, consumption) -> str:
+    lines = ["| input pipeline | img/s | x the fastest training step's consumption |", "| --- | ---: | ---: |"]
+    for name, rate in pipeline.items():
+        lines.append(f"| {name} | {spread(rate, 1)} | {rate['median'] / consumption:.1f} |")
+    return "\n".join(lines)
+
+
+def baseline_table(rows) -> str:
+    lines = ["| model | XLA | fcn's path img/s | TF1-style generator img/s | ratio |", "| --- | --- | ---: | ---: | ---: |"]
+    for row in rows:
+        lines.append(f"| {row['encoder']} | {'yes' if row['xla'] else 'no'} | {spread(row['fcn'])} | "
+                     f"{spread(row['tf1_style'])} | {row['ratio']:.2f} |")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------
+
+
+def machine() -> dict:
+    model = "unknown CPU"
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = platform.processor() or model
+    return {"cpu": model, "cores": os.cpu_count(), "tensorflow": tf.__version__, "keras": keras.__version__}
+
+
+def run(settings: dict, sections, fast: bool, xla_options=(False, True)) -> dict:
+    """Measure the chosen sections; returns {section: results, "tables": {section: Markdown}}."""
+    result = {"machine": machine(), "settings": {k: v for k, v in settings.items()}, "tables": {}}
+    repeats, batch_size, image_size = settings["repeats"], settings["batch_size"], settings["image_size"]
+    ceiling = measure_ceiling(settings["conv"], settings["matmul"], repeats)
+    result["ceiling"] = ceiling
+    result["tables"]["ceiling"] = ceiling_table(ceiling)
+    encoders = settings["encoders"].split(",")
+    consumption = None
+    if "encoders" in sections:
+        rows = [measure_encoder(e, image_size, settings["full_size"], batch_size, repeats, xla)
+                for e in encoders for xla in xla_options]
+        result["encoders"] = rows
+        result["tables"]["encoders"] = encoder_table(rows, ceiling["conv3x3"]["median"], image_size,
+                                                     settings["full_size"])
+        consumption = max(row["train"]["median"] for row in rows)
+    with tempfile.TemporaryDirectory() as work:
+        dataset, root = bench_data(fast, Path(work))
+        if "pipeline" in sections:
+            result["pipeline"] = measure_pipeline(dataset, root, image_size, batch_size, settings["steps"], repeats)
+            consumption = consumption or 1.0
+            result["tables"]["pipeline"] = pipeline_table(result["pipeline"], consumption)
+        if "baseline" in sections:
+            rows = [measure_baseline(dataset, root, e, image_size, batch_size, settings["steps"], repeats, xla)
+                    for e in encoders for xla in xla_options]
+            result["baseline"] = rows
+            result["tables"]["baseline"] = baseline_table(rows)
+    result["data"] = "synthetic KITTI Road" if fast or not str(root).startswith(str(SHARED_DATA)) else str(root)
+    return result
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--fast", action="store_true", help="tiny sizes, vgg16_mini only, seconds (CI)")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"some of {', '.join(SECTIONS)}")
+    parser.add_argument("--encoders", help="comma-separated encoders (default: all registered)")
+    parser.add_argument("--image-size", type=parse_image_size)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--repeats", type=int)
+    parser.add_argument("--no-xla", action="store_true", help="measure without XLA only")
+    parser.add_argument("--json", default="runs/bench/speed.json", help="where the results go")
+    args = parser.parse_args(argv)
+    sections = args.sections.split(",")
+    if unknown := set(sections) - set(SECTIONS):
+        parser.error(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
+    settings = dict(FAST if args.fast else FULL)
+    for key in ("encoders", "image_size", "batch_size", "repeats"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    result = run(settings, sections, args.fast, (False,) if args.no_xla else (False, True))
+    info = result["machine"]
+    print(f"{info['cpu']}, {info['cores']} cores, TensorFlow {info['tensorflow']}, Keras {info['keras']}; "
+          f"batch {settings['batch_size']}, median (min-max) of {settings['repeats']}; data: {result['data']}")
+    for table in result["tables"].values():
+        print(f"\n{table}")
+    write_bytes_atomic(args.json, json.dumps(result, indent=2, default=str).encode())
+    print(f"\nwrote {args.json}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,45 @@
+"""benchmarks/bench_speed.py end to end in its fast mode, as a command, and its TF1-style baseline feed."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+import bench_speed  # noqa: E402
+
+from fcn.data import kitti_road, synthetic  # noqa: E402
+
+
+@pytest.mark.slow
+def test_speed_benchmark_runs_every_section(tmp_path):
+    out = tmp_path / "speed.json"
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "bench_speed.py"), "--fast", "--no-xla",
+                             "--json", str(out)], capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads(out.read_text())
+    assert set(record["tables"]) == set(bench_speed.SECTIONS)
+    for rate in (record["ceiling"]["conv3x3"], record["ceiling"]["matmul"]):
+        assert 0 < rate["min"] <= rate["median"] <= rate["max"]
+    (row,) = record["encoders"]
+    assert row["encoder"] == "vgg16_mini" and row["gflop_per_full_image"] > row["gflop_per_image"] > 0
+    assert row["train"]["median"] > 0 and row["forward"]["median"] > 0
+    assert record["pipeline"]["cached"]["median"] > 0 and record["pipeline"]["uncached"]["median"] > 0
+    (baseline,) = record["baseline"]
+    assert baseline["ratio"] == pytest.approx(baseline["fcn"]["median"] / baseline["tf1_style"]["median"])
+    for table in record["tables"].values():
+        assert table in result.stdout
+
+
+def test_tf1_style_batches_resize_labels_with_nearest_neighbour(tmp_path):
+    root = synthetic.write_kitti_road(tmp_path, seed=0, images_per_category=1, test_images_per_category=0,
+                                      scale=0.25)
+    samples = kitti_road.list_samples(root, "training")
+    images, labels = next(bench_speed.tf1_style_batches(samples, kitti_road.read_label, (48, 80), 2))
+    assert images.shape == (2, 48, 80, 3) and images.dtype == np.float32 and labels.shape == (2, 48, 80)
+    # Only label values that exist in the files: no blends of road and not-road at the edges.
+    file_values = set(np.unique(np.concatenate([np.unique(kitti_road.read_label(s.label)) for s in samples])))
+    assert set(np.unique(labels)) <= file_values and len(np.unique(labels)) >= 2
