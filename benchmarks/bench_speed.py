@@ -152,7 +152,7 @@ def measure_pipeline(dataset, root, image_size, batch_size, steps, repeats) -> d
         for _ in range(-(-len(train_samples) // batch_size)):
             next(batches)
         results["cached" if cache else "uncached"] = per_second(
-            timed(lambda: [next(batches) for _ in range(steps)], repeats), steps * batch_size)
+            timed(lambda batches=batches: [next(batches) for _ in range(steps)], repeats), steps * batch_size)
     return results
 
 
