@@ -6,6 +6,7 @@
     fcn predict --model R/best.keras --input DIR --output DIR [--format devkit|overlay|labels]
     fcn evaluate kitti-road --gt-dir D/training/gt_image_2 --results-dir R [--json]
     fcn evaluate segmentation --dataset camvid (--data-dir D [--split test] | --eval-dir DIR) --model M
+    fcn data prepare {kitti_road,kitti_semantics,camvid,cityscapes} --dest D   download, verify, unpack, count
 """
 
 import argparse
@@ -177,6 +178,23 @@ def _add_synth(sub):
     p.add_argument("--seed", type=int, default=0)
 
 
+def _add_data(sub):
+    from fcn.data.download import TIMEOUT
+    from fcn.data.prepare import SOURCES
+
+    p = sub.add_parser("data", help="get a real dataset: download, verify, unpack, count the frames")
+    actions = p.add_subparsers(dest="action", required=True)
+    what = ("download a dataset's official archives (resuming a partial one), check their checksums, unpack "
+            "them into the layout its reader expects and count the frames per split")
+    prep = actions.add_parser("prepare", help=what, description=what + "; see the README, 'Getting the data'")
+    prep.add_argument("dataset", choices=list(SOURCES), help="the dataset to get")
+    prep.add_argument("--dest", required=True, help="where to put it, e.g. data/ (writes DEST/<dataset>/)")
+    prep.add_argument("--mirror", metavar="URL_OR_DIR", help="take the archives, by file name, from this "
+                      "address or folder instead of the official ones")
+    prep.add_argument("--timeout", type=positive_float, default=TIMEOUT,
+                      help=f"seconds to wait for the server to answer (default: {TIMEOUT:g})")
+
+
 def _add_demo(sub):
     p = sub.add_parser("demo", help="synthetic KITTI Road -> train -> evaluate -> figures, offline")
     p.add_argument("--data-dir", help="a KITTI data_road folder (default: generate synthetic data)")
@@ -189,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="fcn", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_demo, _add_synth, _add_train, _add_predict, _add_evaluate):
+    for add in (_add_demo, _add_synth, _add_train, _add_predict, _add_evaluate, _add_data):
         add(sub)
     return parser
 
@@ -309,8 +327,16 @@ def run_demo(args) -> None:
     demo.run_demo(data_dir=args.data_dir, run_dir=args.run_dir, figures_dir=args.figures_dir, epochs=args.epochs)
 
 
+def run_data(args) -> None:
+    from fcn.data import prepare
+
+    _check_output_folder(args.dest)
+    root = prepare.prepare(args.dataset, args.dest, mirror=args.mirror, timeout=args.timeout)
+    print(f"ready: fcn train --dataset {args.dataset} --data-dir {root}")
+
+
 COMMANDS = {"train": run_train, "predict": run_predict, "evaluate": run_evaluate, "synth": run_synth,
-            "demo": run_demo}
+            "demo": run_demo, "data": run_data}
 
 
 def main(argv=None) -> int:
