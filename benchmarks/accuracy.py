@@ -11,8 +11,9 @@ Variants of the recipe (what the README's recipe table compares) change settings
         --set epochs=25 --set 'scale_range=[0.75, 1.5]'
 
 Writes <out>/<dataset>-<tag>/ (the run folder: config, history, best.keras, ...), <out>/<dataset>-<tag>.json
-(per-category or per-class scores, mean IoU, minutes, epochs, encoder, image size, machine) and prints one
-Markdown row for benchmarks/README.md. Rerunning the same command resumes the run (see fcn/runs.py).
+(per-category or per-class scores, mean IoU, minutes, epochs, encoder, image size, machine), the run's charts
+to --figures-dir (default figures/benchmarks: curves; per-class IoU and confusion matrix where there are
+classes) and prints one Markdown row for benchmarks/README.md. Rerunning the same command resumes the run (see fcn/runs.py).
 The real data is read from FCN_SHARED_DATA (default ../shared/data) unless --data-dir is given.
 """
 
@@ -24,7 +25,9 @@ import platform
 import subprocess
 from pathlib import Path
 
-from fcn import modelfile, predict, recipes
+import numpy as np
+
+from fcn import modelfile, predict, recipes, viz
 from fcn.data import get_dataset, list_eval_folder, synthetic
 from fcn.imageio import write_bytes_atomic
 from fcn.runs import RunFolder
@@ -68,8 +71,24 @@ def evaluate(config: TrainConfig, model, eval_dir=None) -> dict:
         scores = predict.evaluate_road(model, val, config.image_size, road_id=info.road_class, pooled=True)
         return {"categories": scores, "main": scores["urban_road"]["MaxF"], "metric": "MaxF (urban_road)"}
     scores = predict.evaluate_segmentation(model, val, info, config.image_size)
-    scores.pop("confusion_matrix")
-    return {"classes": scores, "main": scores["mean_iou"], "metric": "mIoU"}
+    confusion = scores.pop("confusion_matrix")
+    return {"classes": scores, "confusion_matrix": np.asarray(confusion).tolist(), "main": scores["mean_iou"], "metric": "mIoU"}
+
+
+def save_figures(record: dict, run_dir: Path, figures_dir: Path) -> list[Path]:
+    """Curves of the run (loss, and the validation score per epoch); per-class IoU and confusion where there
+    are classes. Charts only: no pixels of the (non-redistributable) datasets."""
+    name = f"{record['dataset']}-{record['tag']}"
+    what = f"{record['dataset']} {record['tag']}: {record['encoder']} {'x'.join(map(str, record['image_size']))}"
+    paths = [viz.save_figure(viz.plot_loss_curves(run_dir / "history.csv", what), f"{name}_curves", figures_dir)]
+    if "classes" in record["scores"]:
+        classes = record["scores"]["classes"]
+        paths.append(viz.save_figure(viz.plot_class_iou(classes, f"{what}: validation IoU"), f"{name}_class_iou",
+                                     figures_dir))
+        paths.append(viz.save_figure(
+            viz.plot_confusion_matrix(np.array(record["scores"]["confusion_matrix"]), list(classes["class_iou"]),
+                                      f"{what}: validation"), f"{name}_confusion", figures_dir))
+    return paths
 
 
 def machine() -> str:
@@ -93,7 +112,7 @@ def parse_setting(text: str) -> tuple[str, object]:
 
 
 def run(dataset: str, minutes: float, out_dir: Path, fast: bool = False, data_dir=None, tag: str = "cpu",
-        eval_dir=None, overrides=None) -> dict:
+        eval_dir=None, overrides=None, figures_dir=None) -> dict:
     """Train within the budget, score the best model, write the JSON; returns the result record."""
     out_dir = Path(out_dir)
     data_dir = Path(data_dir) if data_dir else data_dir_for(dataset, fast, out_dir)
@@ -104,12 +123,14 @@ def run(dataset: str, minutes: float, out_dir: Path, fast: bool = False, data_di
     run_folder = RunFolder(config.run_dir)
     state = run_folder.read_state()
     scores = evaluate(config, modelfile.load_model(run_folder.best), eval_dir)
-    record = {"dataset": dataset, "metric": scores["metric"], "value": scores["main"], "scores": scores,
+    record = {"dataset": dataset, "tag": tag, "metric": scores["metric"], "value": scores["main"], "scores": scores,
               "minutes": round(state.seconds / 60, 2), "budget_minutes": minutes, "epochs": state.epochs_done,
               "best_epoch": state.best_epoch, "encoder": config.encoder, "image_size": list(config.image_size),
               "recipe": {k: v for k, v in settings.items() if k not in ("image_size",)}, "machine": machine(),
               "synthetic": fast, "data_dir": str(data_dir), "evaluated_on": str(eval_dir or "validation split"),
               "commit": _commit()}
+    if figures_dir is not None:
+        record["figures"] = [str(path) for path in save_figures(record, Path(config.run_dir), Path(figures_dir))]
     write_bytes_atomic(out_dir / f"{dataset}-{tag}.json", json.dumps(record, indent=2, default=str).encode())
     return record
 
@@ -139,13 +160,15 @@ def main(argv=None) -> None:
     parser.add_argument("--eval-dir", help="score this folder (the dataset's official layout) instead of the val split")
     parser.add_argument("--fast", action="store_true", help="synthetic data, tiny images, 2 epochs (CI)")
     parser.add_argument("--tag", default="cpu", help="name of this run beside the dataset's")
+    parser.add_argument("--figures-dir", default="figures/benchmarks",
+                        help="where the run's curves, per-class IoU and confusion charts go ('' for none)")
     parser.add_argument("--set", type=parse_setting, action="append", default=[], metavar="NAME=VALUE",
                         help="change one setting of the recipe (a TrainConfig field), e.g. epochs=25")
     args = parser.parse_args(argv)
     if args.minutes <= 0:
         parser.error("--minutes must be above 0")
     record = run(args.dataset, args.minutes, Path(args.out), args.fast, args.data_dir, args.tag, args.eval_dir,
-                 dict(args.set))
+                 dict(args.set), args.figures_dir or None)
     print(f"{record['metric']}: {100 * record['value']:.2f} in {record['minutes']} minutes")
     print(markdown_row(record))
 

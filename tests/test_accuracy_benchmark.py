@@ -15,10 +15,16 @@ SCORE_COLUMN = {"kitti_road": "val_maxf", "camvid": "val_miou", "kitti_semantics
 @pytest.mark.parametrize("dataset", sorted(SCORE_COLUMN))
 def test_accuracy_benchmark_runs_and_reports(dataset, tmp_path):
     result = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "accuracy.py"), "--dataset", dataset,
-                             "--fast", "--minutes", "5", "--out", str(tmp_path)],
+                             "--fast", "--minutes", "5", "--out", str(tmp_path), "--figures-dir", str(tmp_path / "fig"),
+                             "--set", "learning_rate=0.003"],
                             capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((tmp_path / f"{dataset}-cpu.json").read_text())
+    assert record["recipe"]["learning_rate"] == 0.003  # --set reached the recipe
+    # Charts of the run: curves always; per-class IoU and confusion matrix where there are classes.
+    charts = {"curves"} if dataset == "kitti_road" else {"curves", "class_iou", "confusion"}
+    assert sorted(record["figures"]) == sorted(str(tmp_path / "fig" / f"{dataset}-cpu_{c}.png") for c in charts)
+    assert all(open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n" for path in record["figures"])
     assert record["dataset"] == dataset and record["synthetic"] and record["epochs"] == 2
     assert record["encoder"] == "mobilenet_v2" and record["image_size"] == [64, 96]
     assert 0 < record["minutes"] <= 5 and "cores" in record["machine"]
@@ -44,3 +50,17 @@ def test_accuracy_benchmark_scores_an_eval_folder(tmp_path):
     assert record["evaluated_on"] == str(held_out)
     # Exactly the folder's three frames were scored: one per category.
     assert set(record["scores"]["categories"]) == {"um_road", "umm_road", "uu_road", "urban_road"}
+
+
+def test_set_takes_training_settings_by_name_with_json_values():
+    import argparse
+
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    import accuracy
+
+    assert accuracy.parse_setting("scale_range=[0.5, 2.0]") == ("scale_range", [0.5, 2.0])
+    assert accuracy.parse_setting("optimizer=sgd") == ("optimizer", "sgd")
+    assert accuracy.parse_setting("epochs=25") == ("epochs", 25)
+    for bad in ("epochs", "no_such_setting=1"):
+        with pytest.raises(argparse.ArgumentTypeError, match="TrainConfig field"):
+            accuracy.parse_setting(bad)
