@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from fcn import metrics, modelfile, viz
+from fcn import metrics, modelfile, tflite_runner, viz
 from fcn.data import DatasetInfo, kitti_road
 from fcn.imageio import ImageFileError, read_png_size, read_rgb, write_png
 
@@ -26,16 +26,27 @@ MAX_IMAGE_PIXELS = 100_000_000
 MAX_NETWORK_PIXELS = 4_000_000
 
 
-def load_model(path) -> keras.Model:
-    """Load a saved .keras FCN (for inference: not compiled); a corrupt file is reported as corrupt."""
+def load_model(path) -> keras.Model | tflite_runner.TFLiteModel:
+    """Load a .keras FCN (for inference: not compiled) or a .tflite export; a corrupt file is reported as such."""
+    if tflite_runner.is_tflite(path):
+        return tflite_runner.TFLiteModel(path)  # called like the Keras model (fcn/tflite_runner.py)
     return modelfile.load_model(path)
+
+
+def read_model_info(model_path) -> dict | None:
+    """The fcn.json description of a model: inside a .keras file, beside a .tflite export; None without one."""
+    if tflite_runner.is_tflite(model_path):
+        return tflite_runner.read_info(model_path)
+    return modelfile.read_info(model_path)
 
 
 def run_image_size(model_path) -> tuple[int, int] | None:
     """The image size a model runs at: recorded in the model file (or, for older files, the run's config.json)."""
-    info = modelfile.read_info(model_path)
+    info = read_model_info(model_path)
     if info is not None:
         return tuple(info["image_size"])
+    if tflite_runner.is_tflite(model_path):
+        return tflite_runner.input_size(model_path)
     config = Path(model_path).parent / "config.json"
     if not config.is_file():
         return None
@@ -44,7 +55,7 @@ def run_image_size(model_path) -> tuple[int, int] | None:
 
 def check_model_classes(model_path, model: keras.Model, dataset: DatasetInfo) -> None:
     """The model scores the dataset's classes, in its order; otherwise a ValueError says what differs."""
-    info = modelfile.read_info(model_path)
+    info = read_model_info(model_path)
     outputs = model.output_shape[-1]
     if outputs != dataset.num_classes:
         trained = f" (trained on {info['dataset']})" if info else ""
@@ -57,7 +68,7 @@ def check_model_classes(model_path, model: keras.Model, dataset: DatasetInfo) ->
 
 def road_class_of(model_path, model: keras.Model) -> int:
     """The output channel that means KITTI road; a ValueError for a model that has none."""
-    info = modelfile.read_info(model_path)
+    info = read_model_info(model_path)
     if info is not None and info.get("road_class") is not None:
         return int(info["road_class"])
     what = f"trained on {info['dataset']}" if info else f"{model.output_shape[-1]} classes, no fcn description"
