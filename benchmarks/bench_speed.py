@@ -11,6 +11,9 @@ Sections (--sections picks some):
             in-memory cache, against what a training step consumes
   baseline  the same model fed as the original TF1 project fed it (a Python generator reading and resizing
             each batch with OpenCV, no prefetch, no cache) into model.fit, against fcn's training path
+  tflite    a trained model (--model, a run's best.keras) through TFLite float32, float16 and int8
+            (calibrated on training images): latency per image against Keras float32, and the validation
+            metric of each (MaxF per KITTI Road category, or mIoU) on the run's validation split
 Every figure is the median of --repeats timed calls (after one warm-up that pays for tracing/compilation),
 with the spread (min-max) beside it. Prints Markdown tables and writes --json.
 """
@@ -31,7 +34,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fcn import flops
+from fcn import export, flops, modelfile, predict, tflite_runner
 from fcn.cli import parse_image_size
 from fcn.data import get_dataset, synthetic
 from fcn.imageio import write_bytes_atomic
@@ -42,10 +45,10 @@ from fcn.train import TrainConfig, build_datasets
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FCN_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 KITTI_FULL_SIZE = (375, 1242)
-SECTIONS = ("ceiling", "encoders", "pipeline", "baseline")
+SECTIONS = ("ceiling", "encoders", "pipeline", "baseline", "tflite")
 # --fast: every section on tiny sizes, so CI proves the script runs end to end.
 FAST = dict(image_size=(64, 192), full_size=(96, 320), encoders="vgg16_mini", repeats=2, batch_size=2,
-            conv=(1, 32, 64, 64), matmul=256, steps=3)
+            conv=(1, 32, 64, 64), matmul=256, steps=3, max_val_images=2)
 FULL = dict(image_size=(160, 576), full_size=KITTI_FULL_SIZE, encoders="vgg16,vgg16_mini,mobilenet_v2,mobilenet_v3_large",
             repeats=5, batch_size=4, conv=(4, 64, 128, 256), matmul=4096, steps=12)
 
@@ -210,6 +213,60 @@ def _summary(rates) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------------
+# TFLite.
+
+
+def measure_tflite(model_path, work_dir: Path, repeats, max_val_images=None) -> dict:
+    """Latency and validation metric of a trained .keras model and of its TFLite exports."""
+    info = modelfile.read_info(model_path)
+    config = json.loads((Path(model_path).parent / "config.json").read_text())
+    dataset = get_dataset(info["dataset"])
+    image_size = tuple(info["image_size"])
+    train, val = dataset.list_train_val(config["data_dir"], config["val_fraction"], config["seed"])
+    val = val[:max_val_images]
+    keras_model = modelfile.load_model(model_path)
+    image = export.network_input(val[0].image, image_size)
+    rows = [{"format": "keras float32", "bytes": Path(model_path).stat().st_size,
+             "latency_ms": _milliseconds(timed(lambda: keras_model.predict_on_batch(image), repeats)),
+             **_validation_scores(keras_model, val, dataset, image_size)}]
+    calibration = export.spread([s.image for s in train], export.CALIBRATION_IMAGES)
+    for quantize in export.QUANTIZATIONS:
+        path = work_dir / f"model-{quantize}.tflite"
+        export.export_tflite(keras_model, path, image_size, quantize, calibration if quantize == "int8" else None)
+        exported = tflite_runner.TFLiteModel(path, num_threads=os.cpu_count())
+        rows.append({"format": f"tflite {'float32' if quantize == 'none' else quantize}",
+                     "bytes": path.stat().st_size,
+                     "latency_ms": _milliseconds(timed(lambda exported=exported: exported(image), repeats)),
+                     **_validation_scores(exported, val, dataset, image_size)})
+    return {"model": str(model_path), "dataset": dataset.name, "image_size": list(image_size),
+            "validation_frames": len(val), "rows": rows}
+
+
+def _milliseconds(seconds: dict) -> dict:
+    return {key: 1000 * value for key, value in seconds.items()}
+
+
+def _validation_scores(model, samples, dataset, image_size) -> dict:
+    if dataset.road_class is not None:
+        scores = predict.evaluate_road(model, samples, image_size, road_id=dataset.road_class, pooled=True)
+        return {"metric": "MaxF", "scores": {name: s["MaxF"] for name, s in scores.items()},
+                "main": scores["urban_road"]["MaxF"]}
+    scores = predict.evaluate_segmentation(model, samples, dataset, image_size)
+    return {"metric": "mIoU", "scores": {"mean_iou": scores["mean_iou"]}, "main": scores["mean_iou"]}
+
+
+def tflite_model_for_fast_mode(work_dir: Path, dataset: str, root: Path, image_size) -> Path:
+    """--fast: a vgg16_mini trained for one short epoch on the synthetic data, saved as a run's best.keras."""
+    from fcn.train import train
+
+    config = TrainConfig(dataset=dataset, data_dir=str(root), run_dir=str(work_dir / "tflite-run"),
+                         encoder="vgg16_mini", weights=None, image_size=image_size, batch_size=2, epochs=1,
+                         learning_rate=1e-3)
+    train(config, verbose=0)
+    return Path(config.run_dir) / "best.keras"
+
+
+# ----------------------------------------------------------------------------------------------------
 # Tables.
 
 
@@ -247,6 +304,19 @@ def baseline_table(rows) -> str:
     return "\n".join(lines)
 
 
+def tflite_table(tflite) -> str:
+    keras_row = tflite["rows"][0]
+    names = list(keras_row["scores"])
+    lines = [f"| format | MB | latency ms | x Keras speed | {' | '.join(names)} | change |",
+             "| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in names) + " | ---: |"]
+    for row in tflite["rows"]:
+        speedup = keras_row["latency_ms"]["median"] / row["latency_ms"]["median"]
+        scores = " | ".join(f"{100 * row['scores'][name]:.2f}" for name in names)
+        lines.append(f"| {row['format']} | {row['bytes'] / 1e6:.1f} | {spread(row['latency_ms'], 1)} | "
+                     f"{speedup:.2f} | {scores} | {100 * (row['main'] - keras_row['main']):+.2f} |")
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------------------------------
 
 
@@ -259,7 +329,7 @@ def machine() -> dict:
     return {"cpu": model, "cores": os.cpu_count(), "tensorflow": tf.__version__, "keras": keras.__version__}
 
 
-def run(settings: dict, sections, fast: bool, xla_options=(False, True)) -> dict:
+def run(settings: dict, sections, fast: bool, xla_options=(False, True), model_path=None) -> dict:
     """Measure the chosen sections; returns {section: results, "tables": {section: Markdown}}."""
     result = {"machine": machine(), "settings": {k: v for k, v in settings.items()}, "tables": {}}
     repeats, batch_size, image_size = settings["repeats"], settings["batch_size"], settings["image_size"]
@@ -286,6 +356,10 @@ def run(settings: dict, sections, fast: bool, xla_options=(False, True)) -> dict
                     for e in encoders for xla in xla_options]
             result["baseline"] = rows
             result["tables"]["baseline"] = baseline_table(rows)
+        if "tflite" in sections:
+            model_path = model_path or tflite_model_for_fast_mode(Path(work), dataset, root, image_size)
+            result["tflite"] = measure_tflite(model_path, Path(work), repeats, settings.get("max_val_images"))
+            result["tables"]["tflite"] = tflite_table(result["tflite"])
     result["data"] = "synthetic KITTI Road" if fast or not str(root).startswith(str(SHARED_DATA)) else str(root)
     return result
 
@@ -299,16 +373,20 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--repeats", type=int)
     parser.add_argument("--no-xla", action="store_true", help="measure without XLA only")
+    parser.add_argument("--model", help="the trained .keras (a run's best.keras) the tflite section exports; "
+                        "required for it unless --fast")
     parser.add_argument("--json", default="runs/bench/speed.json", help="where the results go")
     args = parser.parse_args(argv)
     sections = args.sections.split(",")
     if unknown := set(sections) - set(SECTIONS):
         parser.error(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
+    if "tflite" in sections and not (args.model or args.fast):
+        parser.error("the tflite section needs --model (a run's best.keras), or --fast")
     settings = dict(FAST if args.fast else FULL)
     for key in ("encoders", "image_size", "batch_size", "repeats"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
-    result = run(settings, sections, args.fast, (False,) if args.no_xla else (False, True))
+    result = run(settings, sections, args.fast, (False,) if args.no_xla else (False, True), args.model)
     info = result["machine"]
     print(f"{info['cpu']}, {info['cores']} cores, TensorFlow {info['tensorflow']}, Keras {info['keras']}; "
           f"batch {settings['batch_size']}, median (min-max) of {settings['repeats']}; data: {result['data']}")

@@ -30,6 +30,13 @@ def test_speed_benchmark_runs_every_section(tmp_path):
     assert record["pipeline"]["cached"]["median"] > 0 and record["pipeline"]["uncached"]["median"] > 0
     (baseline,) = record["baseline"]
     assert baseline["ratio"] == pytest.approx(baseline["fcn"]["median"] / baseline["tf1_style"]["median"])
+    tflite = record["tflite"]
+    assert [row["format"] for row in tflite["rows"]] == ["keras float32", "tflite float32", "tflite fp16", "tflite int8"]
+    keras_row, float_row, half_row, int8_row = tflite["rows"]
+    # float32 TFLite scores exactly what Keras scores; the quantised files are smaller.
+    assert float_row["scores"] == pytest.approx(keras_row["scores"], abs=1e-3)
+    assert int8_row["bytes"] < half_row["bytes"] < float_row["bytes"]
+    assert "urban_road" in keras_row["scores"]
     for table in record["tables"].values():
         assert table in result.stdout
 
