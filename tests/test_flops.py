@@ -49,3 +49,13 @@ def test_paper_model_costs_78_gflop_at_160x576():
     # The figure the project's guide quotes for FCN-8/VGG16 at 160x576.
     model = build_fcn8(2, encoder="vgg16", weights=None, input_shape=(160, 576, 3))
     assert round(flops.count_flops(model) / 1e9) == 78
+
+
+def test_vgg16_matches_its_layer_table():
+    # VGG16's 13 convolutions at 224 x 224 (Simonyan & Zisserman, table 1): ~15.3 G multiply-adds, the usual figure.
+    blocks = [(224, [(3, 64), (64, 64)]), (112, [(64, 128), (128, 128)]), (56, [(128, 256)] + [(256, 256)] * 2),
+              (28, [(256, 512)] + [(512, 512)] * 2), (14, [(512, 512)] * 3)]
+    by_hand = sum(size * size * 3 * 3 * cin * cout for size, convs in blocks for cin, cout in convs)
+    assert by_hand == 15_346_630_656
+    vgg = keras.applications.VGG16(include_top=False, weights=None, input_shape=(224, 224, 3))
+    assert flops.count_flops(vgg) == 2 * by_hand
