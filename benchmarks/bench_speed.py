@@ -27,8 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import fcn  # noqa: F401 - first: TensorFlow is then imported without its start-up notices
 
+# isort: split
 import cv2
 import keras
 import numpy as np
