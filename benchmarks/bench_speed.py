@@ -14,6 +14,8 @@ Sections (--sections picks some):
   tflite    a trained model (--model, a run's best.keras) through TFLite float32, float16 and int8
             (calibrated on training images): latency per image against Keras float32, and the validation
             metric of each (MaxF per KITTI Road category, or mIoU) on the run's validation split
+  video     `fcn video` end to end (decode an mp4 -> network at the training size -> overlay -> encode) on a
+            synthetic drive at KITTI's full size, per light encoder, Keras float32 and TFLite int8: frames/s
 Every figure is the median of --repeats timed calls (after one warm-up that pays for tracing/compilation),
 with the spread (min-max) beside it. Prints Markdown tables and writes --json.
 """
@@ -35,7 +37,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fcn import export, flops, modelfile, predict, tflite_runner
+from fcn import export, flops, modelfile, predict, tflite_runner, video
 from fcn.cli import parse_image_size
 from fcn.data import get_dataset, synthetic
 from fcn.imageio import write_bytes_atomic
@@ -46,12 +48,15 @@ from fcn.train import TrainConfig, build_datasets
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FCN_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 KITTI_FULL_SIZE = (375, 1242)
-SECTIONS = ("ceiling", "encoders", "pipeline", "baseline", "tflite")
+SECTIONS = ("ceiling", "encoders", "pipeline", "baseline", "tflite", "video")
+VIDEO_ENCODERS = "vgg16_mini,mobilenet_v2,mobilenet_v3_large"
 # --fast: every section on tiny sizes, so CI proves the script runs end to end.
 FAST = dict(image_size=(64, 192), full_size=(96, 320), encoders="vgg16_mini", repeats=2, batch_size=2,
-            conv=(1, 32, 64, 64), matmul=256, steps=3, max_val_images=2)
+            conv=(1, 32, 64, 64), matmul=256, steps=3, max_val_images=2, video_encoders="vgg16_mini",
+            video_frames=6)
 FULL = dict(image_size=(160, 576), full_size=KITTI_FULL_SIZE, encoders="vgg16,vgg16_mini,mobilenet_v2,mobilenet_v3_large",
-            repeats=5, batch_size=4, conv=(4, 64, 128, 256), matmul=4096, steps=12)
+            repeats=5, batch_size=4, conv=(4, 64, 128, 256), matmul=4096, steps=12, video_encoders=VIDEO_ENCODERS,
+            video_frames=90)
 
 
 def timed(call, repeats: int) -> dict:
@@ -267,6 +272,46 @@ def tflite_model_for_fast_mode(work_dir: Path, dataset: str, root: Path, image_s
     return Path(config.run_dir) / "best.keras"
 
 
+def measure_video(encoders, image_size, full_size, frames, work_dir: Path) -> list[dict]:
+    """Frames/s of fcn video on a synthetic drive (an mp4 at full_size), Keras float32 and TFLite int8.
+
+    The weights are random: speed does not depend on them (int8 calibrated on the drive's own frames).
+    """
+    source = work_dir / "drive.mp4"
+    images, _ = video.render_drive(frames, *full_size)
+    height, width = full_size
+    writer = cv2.VideoWriter(str(source), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (width, height))
+    for image in images:
+        writer.write(image[..., ::-1])
+    writer.release()
+    rows = []
+    for encoder in encoders:
+        keras_path = work_dir / f"{encoder}.keras"
+        info = modelfile.model_info("kitti_road", ("not road", "road"), image_size, encoder, road_class=1)
+        model = build_fcn8(2, encoder=encoder, weights=None)
+        modelfile.save_model(model, keras_path, info)
+        tflite_path = export.export_tflite(model, work_dir / f"{encoder}-int8.tflite", image_size, "int8",
+                                           list(images[:8]), info)
+        row = {"encoder": encoder, "frames": frames, "frame_size": list(full_size)}
+        for name, path in (("keras", keras_path), ("tflite_int8", tflite_path)):
+            # One short warm-up video (tracing, allocation), then the timed one.
+            video.segment_video(path, work_dir / "warm-up.mp4", source, max_frames=2, progress=False)
+            result = video.segment_video(path, work_dir / f"{encoder}-{name}.mp4", source, progress=False)
+            row[name] = result["frames_per_second"]
+        rows.append(row)
+    return rows
+
+
+def video_table(rows, image_size) -> str:
+    size = "x".join(map(str, image_size))
+    lines = [f"| encoder (network at {size}) | frame size | Keras float32 frames/s | TFLite int8 frames/s |",
+             "| --- | --- | ---: | ---: |"]
+    for row in rows:
+        lines.append(f"| {row['encoder']} | {row['frame_size'][1]}x{row['frame_size'][0]} | {row['keras']:.1f} | "
+                     f"{row['tflite_int8']:.1f} |")
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Tables.
 
@@ -361,6 +406,10 @@ def run(settings: dict, sections, fast: bool, xla_options=(False, True), model_p
             model_path = model_path or tflite_model_for_fast_mode(Path(work), dataset, root, image_size)
             result["tflite"] = measure_tflite(model_path, Path(work), repeats, settings.get("max_val_images"))
             result["tables"]["tflite"] = tflite_table(result["tflite"])
+        if "video" in sections:
+            result["video"] = measure_video(settings["video_encoders"].split(","), image_size, settings["full_size"],
+                                            settings["video_frames"], Path(work))
+            result["tables"]["video"] = video_table(result["video"], image_size)
     result["data"] = "synthetic KITTI Road" if fast or not str(root).startswith(str(SHARED_DATA)) else str(root)
     return result
 

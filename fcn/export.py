@@ -21,7 +21,9 @@ export carries the model's description (fcn.json, with the export's size) beside
 for TFLite (fcn/tflite_runner.py reads it), `fcn.json` inside a SavedModel folder.
 """
 
+import contextlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -165,8 +167,22 @@ def export_saved_model(model: keras.Model, path, image_size, info: dict | None =
 def _write_saved_model(model, folder, input_shape) -> None:
     # model.export traces call(training=False) at this shape: Dropout is off, shapes are static.
     folder.parent.mkdir(parents=True, exist_ok=True)
-    model.export(str(folder), format="tf_saved_model", verbose=False,
-                 input_signature=[keras.InputSpec(shape=input_shape, dtype="float32")])
+    with _without_info_logs():
+        model.export(str(folder), format="tf_saved_model", verbose=False,
+                     input_signature=[keras.InputSpec(shape=input_shape, dtype="float32")])
+
+
+@contextlib.contextmanager
+def _without_info_logs():
+    # In an interactive session (a notebook) TensorFlow's logger is at INFO, and saving logs "Assets written
+    # to: <folder>" on stderr, for a temporary folder too: a red line under every export in a notebook.
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _replace_folder(new: Path, path: Path) -> None:

@@ -30,8 +30,9 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 SCREENSHOTS = REPO_ROOT / "runs" / "browser"
-# The evaluation table each notebook prints (metrics.format_kitti_road_table / format_segmentation_table).
-TABLE_TEXT = {"01_kitti_road": "MaxF"}
+# The evaluation table each notebook prints (metrics.format_kitti_road_table / format_segmentation_table;
+# 05 compares exports with deploy_report.format_comparison_table, MaxF per category too).
+TABLE_TEXT = {"01_kitti_road": "MaxF", "05_inference_export": "MaxF"}
 SEGMENTATION_TABLE_TEXT = "mean IoU"
 NOTEBOOK_TIMEOUT_S = 900  # a fast-mode notebook takes one to two minutes on 2 cores
 # This test's JupyterLab settings: every cell in the DOM (JupyterLab 4 otherwise renders only the cells near

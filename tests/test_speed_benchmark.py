@@ -37,6 +37,8 @@ def test_speed_benchmark_runs_every_section(tmp_path):
     assert float_row["scores"] == pytest.approx(keras_row["scores"], abs=1e-3)
     assert int8_row["bytes"] < half_row["bytes"] < float_row["bytes"]
     assert "urban_road" in keras_row["scores"]
+    (video,) = record["video"]
+    assert video["encoder"] == "vgg16_mini" and video["keras"] > 0 and video["tflite_int8"] > 0
     for table in record["tables"].values():
         assert table in result.stdout
 
