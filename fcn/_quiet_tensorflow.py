@@ -28,7 +28,9 @@ def is_startup_noise(line: str) -> bool:
 
 
 @contextlib.contextmanager
-def _stderr_filtered():
+def stderr_filtered(is_noise=is_startup_noise):
+    """Hold back the lines of file descriptor 2 (where C++ code writes) that `is_noise` matches, during a block;
+    every other line is written back to stderr when the block ends."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile(mode="w+b") as captured:
@@ -40,7 +42,7 @@ def _stderr_filtered():
             os.close(saved)
             captured.seek(0)
             kept = [line for line in captured.read().decode(errors="replace").splitlines()
-                    if not is_startup_noise(line)]
+                    if not is_noise(line)]
             if kept:
                 print("\n".join(kept), file=sys.stderr)
 
@@ -51,7 +53,7 @@ def import_tensorflow() -> None:
         return
     # Level 2 hides later info and warning lines; errors still show.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with _stderr_filtered():
+    with stderr_filtered():
         import tensorflow as tf
 
         tf.config.list_physical_devices()

@@ -10,17 +10,14 @@ run at its recorded size. The file's description (the `fcn.json` of the .keras i
 as `<file>.tflite.json`.
 """
 
-import contextlib
 import json
-import os
-import sys
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
+from fcn._quiet_tensorflow import stderr_filtered
 from fcn.modelfile import ModelFileError
 
 SUFFIX = ".tflite"
@@ -148,21 +145,7 @@ def _dequantize(values: np.ndarray, details: dict) -> np.ndarray:
     return (scale * (values.astype(np.float32) - zero_point)).astype(np.float32)
 
 
-@contextlib.contextmanager
 def without_tflite_notices():
     """Hold back TFLite's routine stderr lines (_NOTICES) during a block; every other line is written back."""
     # They come from C++ on file descriptor 2, so only redirecting the descriptor can hold them back.
-    sys.stderr.flush()
-    with tempfile.TemporaryFile() as captured:
-        saved = os.dup(2)
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            kept = [line for line in captured.read().decode(errors="replace").splitlines()
-                    if line.strip() and not line.startswith(_NOTICES)]
-            if kept:
-                os.write(2, ("\n".join(kept) + "\n").encode())
+    return stderr_filtered(lambda line: not line.strip() or line.startswith(_NOTICES))
