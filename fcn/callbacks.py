@@ -5,7 +5,7 @@ import time
 
 import keras
 
-from fcn import modelfile, predict
+from fcn import distribute, modelfile, predict
 from fcn.runs import RunFolder, RunState
 
 
@@ -45,11 +45,17 @@ class CommitEpoch(keras.callbacks.Callback):
     With a budget of `minutes`, training stops after the epoch at which another epoch of the same length
     would overrun it, so the run ends within the budget with every file complete. Time is counted over the
     whole run, resumes included, and recorded per epoch (history "seconds") and in total (state.json).
+
+    With several workers (fcn/distribute.py) every worker runs this callback, but only the chief writes: the
+    others keep the same state in memory and take their part in the collective save in a temporary folder.
+    The chief's clock decides the budget, so that every worker stops after the same epoch.
     """
 
-    def __init__(self, run: RunFolder, state: RunState, config: dict, info: dict, minutes: float | None = None):
+    def __init__(self, run: RunFolder, state: RunState, config: dict, info: dict, minutes: float | None = None,
+                 placement: distribute.Placement = distribute.SINGLE):
         super().__init__()
         self.run, self.state, self.config, self.info, self.minutes = run, state, config, info, minutes
+        self.placement = placement
         self.epoch_start = time.monotonic()
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -64,11 +70,14 @@ class CommitEpoch(keras.callbacks.Callback):
                                                                    "seconds": round(seconds, 3)}])
         if state.is_improvement(logs.get(state.monitor)):
             state.best_epoch, state.best_value = epoch + 1, logs[state.monitor]
-        if self.minutes is not None and state.seconds + seconds > 60 * self.minutes:
+        if self.placement.agree(self.minutes is not None and state.seconds + seconds > 60 * self.minutes):
             state.stopped_by_budget = True
             self.model.stop_training = True
             print(f"stopping after epoch {epoch + 1}: another epoch would overrun the budget of {self.minutes:g} "
                   f"minutes ({state.seconds / 60:.1f} minutes used)")
-        modelfile.save_model(self.model, self.run.checkpoint(epoch + 1), self.info)
-        self.run.commit(state, self.config)
+        if self.placement.is_chief:
+            modelfile.save_model(self.model, self.run.checkpoint(epoch + 1), self.info)
+            self.run.commit(state, self.config)
+        else:  # several workers train on JAX, where a save reads arrays that every worker holds a part of
+            self.placement.save_elsewhere(self.model.save)
         self.state = state

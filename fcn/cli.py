@@ -7,6 +7,8 @@
     fcn evaluate kitti-road --gt-dir D/training/gt_image_2 --results-dir R [--json]
     fcn evaluate segmentation --dataset camvid (--data-dir D [--split test] | --eval-dir DIR) --model M
     fcn data prepare {kitti_road,kitti_semantics,camvid,cityscapes} --dest D   download, verify, unpack, count
+    fcn export --model M --format {tflite,saved_model} --output F [--quantize {none,fp16,int8} --calibration-dir D]
+    fcn video --model M (--input VIDEO_OR_FRAME_DIR | --camera N) --output out.mp4 [--fps F]
 """
 
 import argparse
@@ -16,6 +18,7 @@ import sys
 from pathlib import Path
 
 from fcn.data.class_weights import WEIGHTINGS
+from fcn.distribute import STRATEGIES
 from fcn.model import ENCODERS
 from fcn.optim import OPTIMIZERS, SCHEDULES
 
@@ -133,12 +136,19 @@ def _add_train(sub):
     p.add_argument("--ohem-min-kept", type=positive_int, help="keep at least this many pixels with OHEM")
     p.add_argument("--mixed-precision", action="store_true", default=None, help="float16 compute (GPU)")
     p.add_argument("--jit-compile", action="store_true", default=None, help="XLA compilation")
+    p.add_argument("--strategy", choices=STRATEGIES,
+                   help="default: one device; mirrored: every GPU of this machine; multi_worker: several machines, "
+                        "each started with TF_CONFIG and KERAS_BACKEND=jax (see README, Scaling out). "
+                        "--batch-size is the global batch")
     p.add_argument("--seed", type=int)
+
+
+MODEL_HELP = "a .keras file written by `fcn train`, or a .tflite file written by `fcn export`"
 
 
 def _add_predict(sub):
     p = sub.add_parser("predict", help="predict a folder of images")
-    p.add_argument("--model", required=True, help="a .keras file written by `fcn train`")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--input", required=True, help="folder of images")
     p.add_argument("--output", required=True, help="folder for the results")
     p.add_argument("--format", default="devkit", choices=["devkit", "overlay", "labels"])
@@ -162,7 +172,7 @@ def _add_evaluate(sub):
                        "own layout (a held-out copy): see the README")
     seg.add_argument("--split", help="train, val (default) or test where the dataset has a labelled one; with "
                      "--eval-dir, which split of a folder holding several")
-    seg.add_argument("--model", required=True, help="a .keras file written by `fcn train`")
+    seg.add_argument("--model", required=True, help=MODEL_HELP)
     seg.add_argument("--image-size", type=parse_image_size, help="default: the size recorded in the model file")
     seg.add_argument("--val-fraction", type=fraction, default=0.2, help="for datasets without an official split")
     seg.add_argument("--seed", type=int, default=0)
@@ -195,6 +205,38 @@ def _add_data(sub):
                       help=f"seconds to wait for the server to answer (default: {TIMEOUT:g})")
 
 
+def _add_export(sub):
+    from fcn.export import FORMATS, QUANTIZATIONS
+
+    p = sub.add_parser("export", help="a model as a TFLite file (float32, float16 or int8) or a SavedModel folder, "
+                       "at one fixed input size")
+    p.add_argument("--model", required=True, help="a .keras file written by `fcn train`")
+    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("--quantize", default="none", choices=QUANTIZATIONS,
+                   help="TFLite only: float16 weights, or int8 weights and activations (needs --calibration-dir)")
+    p.add_argument("--output", required=True, help="the .tflite file, or the SavedModel folder, to write")
+    p.add_argument("--image-size", type=parse_image_size,
+                   help="HEIGHTxWIDTH the export runs at (default: the size recorded in the model file)")
+    p.add_argument("--calibration-dir", metavar="DIR",
+                   help="training images: a folder of images, or the root of the model's dataset; int8 is "
+                        "calibrated on them, and a TFLite export is compared with the model on them")
+
+
+def _add_video(sub):
+    p = sub.add_parser("video", help="segment a video file, a folder of frames or a camera into an overlay video")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", help="a video file, or a folder of frame images (in name order)")
+    source.add_argument("--camera", type=int, metavar="N", help="a camera's device number (stop it with Ctrl-C)")
+    p.add_argument("--output", required=True, help="the video to write (.mp4)")
+    p.add_argument("--fps", type=positive_float,
+                   help="frame rate of the written video (default: the input's; 10 for a folder of frames)")
+    p.add_argument("--image-size", type=parse_image_size,
+                   help="HEIGHTxWIDTH to run the network at (default: the size recorded in the model file)")
+    p.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
+    p.add_argument("--no-legend", dest="legend", action="store_false", help="leave out the legend of class colours")
+
+
 def _add_demo(sub):
     p = sub.add_parser("demo", help="synthetic KITTI Road -> train -> evaluate -> figures, offline")
     p.add_argument("--data-dir", help="a KITTI data_road folder (default: generate synthetic data)")
@@ -207,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="fcn", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_demo, _add_synth, _add_train, _add_predict, _add_evaluate, _add_data):
+    for add in (_add_demo, _add_synth, _add_train, _add_predict, _add_evaluate, _add_data, _add_export, _add_video):
         add(sub)
     return parser
 
@@ -220,6 +262,7 @@ def run_train(args) -> None:
         "optimizer", "weight_decay", "lr_schedule", "warmup_epochs", "encoder", "val_fraction", "max_train_images",
         "max_val_images", "augment", "scale_range", "cache_decoded", "class_balancing", "class_weighting",
         "max_class_weight", "focal_gamma", "ohem_fraction", "ohem_min_kept", "mixed_precision", "jit_compile", "seed",
+        "strategy",
     ) if getattr(args, key) is not None}
     if args.exclude_frames_in:
         overrides["exclude_frames"] = sorted(p.name for p in Path(args.exclude_frames_in).glob("*.png"))
@@ -233,10 +276,10 @@ def run_train(args) -> None:
 
 
 def run_predict(args) -> None:
-    from fcn import modelfile, predict
+    from fcn import predict
     from fcn.data import DATASETS
 
-    info = modelfile.read_info(args.model)  # checks the file before anything else is done
+    info = predict.read_model_info(args.model)  # checks the file before anything else is done
     images = predict.list_images(args.input)
     _check_output_folder(args.output)
     image_size = args.image_size or predict.run_image_size(args.model)
@@ -335,8 +378,35 @@ def run_data(args) -> None:
     print(f"ready: fcn train --dataset {args.dataset} --data-dir {root}")
 
 
+def run_export(args) -> None:
+    from fcn import export
+
+    result = export.export_model(args.model, args.output, args.format, args.quantize, args.image_size,
+                                 args.calibration_dir)
+    height, width = result["image_size"]
+    print(f"wrote {result['output']} ({args.format}, quantize {args.quantize}, input {height}x{width}, "
+          f"{result['bytes'] / 1e6:.1f} MB)")
+    check = result["check"]
+    if check is not None:
+        print(f"against {args.model} on {check['images']} of the calibration images: the same class on "
+              f"{100 * check['pixel_agreement']:.2f} % of pixels, logits within {check['max_abs_logit_diff']:.3g} "
+              f"(largest logit {check['logit_range']:.3g})")
+
+
+def run_video(args) -> None:
+    from fcn import video
+
+    result = video.segment_video(args.model, args.output, args.input, args.camera, args.fps, args.image_size,
+                                 args.max_frames, args.legend)
+    width, height = result["size"]
+    print(f"wrote {result['frames']} frames ({width}x{height}, {result['fps']:g} fps) to {result['output']} "
+          f"in {result['seconds']:.1f} s: {result['frames_per_second']:.1f} frames/s")
+    if result["resized"]:
+        print(f"{result['resized']} frames of another size were resized to {width}x{height}, the first frame's")
+
+
 COMMANDS = {"train": run_train, "predict": run_predict, "evaluate": run_evaluate, "synth": run_synth,
-            "demo": run_demo, "data": run_data}
+            "demo": run_demo, "data": run_data, "export": run_export, "video": run_video}
 
 
 def main(argv=None) -> int:

@@ -100,7 +100,7 @@ def _load_interpreter(path: Path, num_threads):
     if path.stat().st_size == 0:
         raise ModelFileError(f"{path}: model file is empty (0 bytes)")
     try:
-        interpreter = _interpreter_class()(model_path=str(path), num_threads=num_threads)
+        interpreter = _QuietTFInterpreter(model_path=str(path), num_threads=num_threads)
         with without_tflite_notices():
             interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as error:
@@ -109,18 +109,12 @@ def _load_interpreter(path: Path, num_threads):
     return interpreter
 
 
-def _interpreter_class():
-    # LiteRT's own package where installed; else TensorFlow's copy, which warns that it is deprecated
-    # (still present in TF 2.21): the warning repeats on every load and tells a user of fcn nothing to do.
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        return _QuietTFInterpreter
-    return Interpreter
-
-
 class _QuietTFInterpreter(tf.lite.Interpreter):
-    """tf.lite.Interpreter without its deprecation warning."""
+    """tf.lite.Interpreter without its deprecation warning.
+
+    TensorFlow 2.21 still ships it and points to LiteRT (the ai-edge-litert package), whose interpreter takes
+    the same files; the warning repeats on every load and tells a user of fcn nothing to do.
+    """
 
     def __init__(self, *args, **kwargs):
         with warnings.catch_warnings():

@@ -18,7 +18,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from fcn import callbacks, modelfile, optim
+from fcn import callbacks, distribute, modelfile, optim
 from fcn.data import get_dataset, pipeline
 from fcn.data.class_weights import WEIGHTINGS, cached_median_frequency_weights
 from fcn.data.pipeline import Augmentation, make_dataset
@@ -72,6 +72,9 @@ class TrainConfig:
     # Wall-clock budget of the whole run in minutes (None: no budget): training stops cleanly at the end of
     # the last epoch that fits, with every file complete (see fcn/callbacks.py CommitEpoch).
     minutes: float | None = None
+    # Where to train (fcn/distribute.py): "default" (one device), "mirrored" (every GPU of this machine) or
+    # "multi_worker" (several machines, TF_CONFIG; Keras' JAX backend). batch_size is the global batch.
+    strategy: str = "default"
     notes: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -97,6 +100,8 @@ class TrainConfig:
             raise ValueError(f"learning_rate must be in (0, 1), got {self.learning_rate}")
         if self.minutes is not None and not (math.isfinite(self.minutes) and self.minutes > 0):
             raise ValueError(f"minutes must be a positive number of minutes, got {self.minutes}")
+        if self.strategy not in distribute.STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; choose from {distribute.STRATEGIES}")
         if self.optimizer not in optim.OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose from {optim.OPTIMIZERS}")
         if self.lr_schedule not in optim.SCHEDULES:
@@ -194,16 +199,18 @@ def compile_model(model: keras.Model, config: TrainConfig, num_classes: int, ste
         loss=config.make_loss(),
         metrics=[PixelAccuracy(), keras.metrics.MeanIoU(num_classes, ignore_class=255, sparse_y_pred=False,
                                                         name="mean_iou")],
-        jit_compile=config.jit_compile,
+        # On JAX an uncompiled step runs op by op (and, across workers, collective by collective).
+        jit_compile=config.jit_compile or keras.backend.backend() == "jax",
     )
     return model
 
 
 def _check_same_run(run: RunFolder, config: TrainConfig) -> None:
-    # Resuming with other settings would mix two runs in one history; only the epochs and minutes may grow.
+    # Resuming with other settings would mix two runs in one history; only the epochs and minutes may grow,
+    # and the strategy may change (a run begun on one machine can go on on several, or the other way round).
     saved = json.loads(run.config.read_text())
     new = json.loads(json.dumps(dataclasses.asdict(config)))
-    changed = sorted(key for key in new if key not in ("epochs", "minutes") and saved.get(key) != new[key])
+    changed = sorted(key for key in new if key not in ("epochs", "minutes", "strategy") and saved.get(key) != new[key])
     if changed:
         details = ", ".join(f"{key} {saved.get(key)!r} -> {new[key]!r}" for key in changed)
         raise ValueError(f"{run.path} holds a run with other settings ({details}); rerun with the same "
@@ -213,45 +220,55 @@ def _check_same_run(run: RunFolder, config: TrainConfig) -> None:
 def train(config: TrainConfig, verbose: int | str = 2, extra_callbacks=()):
     """Train FCN-8 as configured. Returns (model, history: {metric: per-epoch list} over the whole run).
 
-    Rerunning with the same run_dir resumes an interrupted run; a finished run is returned as it is.
+    Rerunning with the same run_dir resumes an interrupted run; a finished run is returned as it is. With
+    several workers (strategy multi_worker) every worker runs this with the same config and reads the run
+    folder; only the chief writes it.
     """
     config.check_paths()
+    placement = distribute.make_placement(config.strategy)
     run = RunFolder(config.run_dir)
     state = run.read_state()
     if state is not None:
         _check_same_run(run, config)
-        run.recover(state)
+        if placement.is_chief:
+            run.recover(state)
         if _is_finished(state, config):
-            run.finish(state)
+            if placement.is_chief:
+                run.finish(state)
             print(f"{run.path}: finished, {state.epochs_done} epochs in {state.seconds / 60:.1f} minutes "
                   f"(pass more epochs{' or minutes' if state.stopped_by_budget else ''} to continue it)")
-            return modelfile.load_model(run.final), state.history_columns()
+            return modelfile.load_model(run.checkpoint(state.epochs_done)), state.history_columns()
         print(f"{run.path}: resuming after epoch {state.epochs_done} of {config.epochs}")
     state = state or RunState(monitor=callbacks.score_name(config.dataset), mode="max")
     keras.utils.set_random_seed(config.seed)
     info = get_dataset(config.dataset)
     train_ds, val_ds, train_samples, val_samples = build_datasets(config, state.epochs_done)
+    steps = placement.steps_per_epoch(len(train_samples), len(val_samples), config.batch_size)
+    train_ds = placement.shard_batches(train_ds, config.batch_size, steps * (config.epochs - state.epochs_done))
     created = not run.path.exists()
-    run.path.mkdir(parents=True, exist_ok=True)
+    if placement.is_chief:
+        run.path.mkdir(parents=True, exist_ok=True)
+    commit = callbacks.CommitEpoch(run, state, dataclasses.asdict(config), _model_info(config), config.minutes,
+                                   placement)
     try:
-        with _dtype_policy(config.mixed_precision):
-            steps = math.ceil(len(train_samples) / config.batch_size)
+        with _dtype_policy(config.mixed_precision), placement.scope():
             model = _resume_or_build(run, state, config, info.num_classes, steps)
             fit_callbacks = [
                 keras.callbacks.TerminateOnNaN(),
                 callbacks.ValidationScore(val_samples, info, config.image_size),
-                callbacks.CommitEpoch(run, state, dataclasses.asdict(config), _model_info(config), config.minutes),
-                keras.callbacks.TensorBoard(str(run.path / "logs"), write_graph=False, profile_batch=0),
+                commit,
+                *([keras.callbacks.TensorBoard(str(run.path / "logs"), write_graph=False, profile_batch=0)]
+                  if placement.is_chief else []),
                 *extra_callbacks,
             ]
             _fit(model, train_ds, val_ds, state, config, fit_callbacks, verbose, steps)
     except BaseException:
-        if run.read_state() is None:
+        if placement.is_chief and run.read_state() is None:
             run.discard(created)
         raise
-    state = run.read_state()
-    run.finish(state)
-    return model, state.history_columns()
+    if placement.is_chief:
+        run.finish(commit.state)
+    return model, commit.state.history_columns()
 
 
 def _is_finished(state: RunState, config: TrainConfig) -> bool:
