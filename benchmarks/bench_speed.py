@@ -14,6 +14,9 @@ Sections (--sections picks some):
   tflite    a trained model (--model, a run's best.keras) through TFLite float32, float16 and int8
             (calibrated on training images): latency per image against Keras float32, and the validation
             metric of each (MaxF per KITTI Road category, or mIoU) on the run's validation split
+  settings  the training step of one encoder under the settings the field tunes, each in a fresh process
+            (benchmarks/train_step_worker.py): XLA, oneDNN on/off, thread pools, batch size, Keras' JAX
+            backend; images/s and the share of the convolution ceiling
   video     `fcn video` end to end (decode an mp4 -> network at the training size -> overlay -> encode) on a
             synthetic drive at KITTI's full size, per light encoder, Keras float32 and TFLite int8: frames/s
 Every figure is the median of --repeats timed calls (after one warm-up that pays for tracing/compilation),
@@ -25,6 +28,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -48,15 +53,25 @@ from fcn.train import TrainConfig, build_datasets
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FCN_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 KITTI_FULL_SIZE = (375, 1242)
-SECTIONS = ("ceiling", "encoders", "pipeline", "baseline", "tflite", "video")
+SECTIONS = ("ceiling", "encoders", "pipeline", "baseline", "tflite", "settings", "video")
+# (name, environment, worker flags): what TensorFlow and Keras let a person tune for a CPU training step.
+SETTINGS = (
+    ("TensorFlow, defaults", {}, []),
+    ("TensorFlow, XLA", {}, ["--xla"]),
+    ("TensorFlow, oneDNN off", {"TF_ENABLE_ONEDNN_OPTS": "0"}, []),
+    ("TensorFlow, 1 inter-op thread", {"TF_NUM_INTEROP_THREADS": "1"}, []),
+    ("TensorFlow, XLA, 1 inter-op thread", {"TF_NUM_INTEROP_THREADS": "1"}, ["--xla"]),
+    ("TensorFlow, batch x2", {}, ["--batch-scale", "2"]),
+    ("JAX backend (always compiled)", {"KERAS_BACKEND": "jax"}, []),
+)
 VIDEO_ENCODERS = "vgg16_mini,mobilenet_v2,mobilenet_v3_large"
 # --fast: every section on tiny sizes, so CI proves the script runs end to end.
 FAST = dict(image_size=(64, 192), full_size=(96, 320), encoders="vgg16_mini", repeats=2, batch_size=2,
             conv=(1, 32, 64, 64), matmul=256, steps=3, max_val_images=2, video_encoders="vgg16_mini",
-            video_frames=6)
+            video_frames=6, settings_encoder="vgg16_mini")
 FULL = dict(image_size=(160, 576), full_size=KITTI_FULL_SIZE, encoders="vgg16,vgg16_mini,mobilenet_v2,mobilenet_v3_large",
             repeats=5, batch_size=4, conv=(4, 64, 128, 256), matmul=4096, steps=12, video_encoders=VIDEO_ENCODERS,
-            video_frames=90)
+            video_frames=90, settings_encoder="vgg16")
 
 
 def timed(call, repeats: int) -> dict:
@@ -272,6 +287,35 @@ def tflite_model_for_fast_mode(work_dir: Path, dataset: str, root: Path, image_s
     return Path(config.run_dir) / "best.keras"
 
 
+def measure_settings(encoder, image_size, batch_size, repeats) -> list[dict]:
+    """Training-step images/s of `encoder` under each of SETTINGS, each in a fresh worker process."""
+    rows = []
+    for name, environment, flags in SETTINGS:
+        batch = batch_size * (int(flags[flags.index("--batch-scale") + 1]) if "--batch-scale" in flags else 1)
+        flags = [flag for flag in flags if flag == "--xla"]
+        command = [sys.executable, str(REPO_ROOT / "benchmarks" / "train_step_worker.py"), "--encoder", encoder,
+                   "--image-size", "x".join(map(str, image_size)), "--batch-size", str(batch),
+                   "--repeats", str(repeats), *flags]
+        done = subprocess.run(command, env={**os.environ, **environment}, capture_output=True, text=True,
+                              timeout=1800)
+        if done.returncode != 0:
+            raise RuntimeError(f"{name}: the worker failed: {done.stderr.strip().splitlines()[-1:]}")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        rows.append({"setting": name, "batch_size": batch, **result})
+    return rows
+
+
+def settings_table(rows, forward_flops, ceiling_gflops) -> str:
+    lines = ["| setting | batch | train img/s | x defaults | % of ceiling |", "| --- | ---: | ---: | ---: | ---: |"]
+    base = rows[0]["images_per_second"]["median"]
+    for row in rows:
+        rate = row["images_per_second"]
+        share = rate["median"] * flops.TRAINING_STEP_FORWARDS * forward_flops / 1e9 / ceiling_gflops
+        lines.append(f"| {row['setting']} | {row['batch_size']} | {spread(rate)} | {rate['median'] / base:.2f} | "
+                     f"{100 * share:.0f} |")
+    return "\n".join(lines)
+
+
 def measure_video(encoders, image_size, full_size, frames, work_dir: Path) -> list[dict]:
     """Frames/s of fcn video on a synthetic drive (an mp4 at full_size), Keras float32 and TFLite int8.
 
@@ -406,6 +450,13 @@ def run(settings: dict, sections, fast: bool, xla_options=(False, True), model_p
             model_path = model_path or tflite_model_for_fast_mode(Path(work), dataset, root, image_size)
             result["tflite"] = measure_tflite(model_path, Path(work), repeats, settings.get("max_val_images"))
             result["tables"]["tflite"] = tflite_table(result["tflite"])
+        if "settings" in sections:
+            encoder = settings["settings_encoder"]
+            result["settings_rows"] = measure_settings(encoder, image_size, batch_size, repeats)
+            forward_flops = flops.count_flops(build_fcn8(2, encoder=encoder, weights=None,
+                                                         input_shape=(*image_size, 3)))
+            result["tables"]["settings"] = settings_table(result["settings_rows"], forward_flops,
+                                                          ceiling["conv3x3"]["median"])
         if "video" in sections:
             result["video"] = measure_video(settings["video_encoders"].split(","), image_size, settings["full_size"],
                                             settings["video_frames"], Path(work))

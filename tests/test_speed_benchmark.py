@@ -37,6 +37,13 @@ def test_speed_benchmark_runs_every_section(tmp_path):
     assert float_row["scores"] == pytest.approx(keras_row["scores"], abs=1e-3)
     assert int8_row["bytes"] < half_row["bytes"] < float_row["bytes"]
     assert "urban_road" in keras_row["scores"]
+    settings = record["settings_rows"]
+    assert [row["setting"] for row in settings] == [name for name, _, _ in bench_speed.SETTINGS]
+    # Each setting reached its own process: the backend, XLA flag and batch that the worker reports.
+    assert [row["backend"] for row in settings] == ["tensorflow"] * 6 + ["jax"]
+    assert [row["xla"] for row in settings] == [False, True, False, False, True, False, False]
+    assert [row["batch_size"] for row in settings] == [2, 2, 2, 2, 2, 4, 2]
+    assert settings[2]["onednn"] == "0" and all(row["images_per_second"]["median"] > 0 for row in settings)
     (video,) = record["video"]
     assert video["encoder"] == "vgg16_mini" and video["keras"] > 0 and video["tflite_int8"] > 0
     for table in record["tables"].values():
