@@ -38,11 +38,11 @@ SHARED_DATA = Path(os.environ.get("FCN_SHARED_DATA", REPO_ROOT.parent / "shared"
 # Where each dataset lies under FCN_SHARED_DATA (the half-resolution copies: what fits a CPU budget).
 DATA_DIRS = {"kitti_road": "kitti_road_half/data_road", "camvid": "camvid", "kitti_semantics": "kitti_semantics"}
 # The CPU recipe (fcn/recipes.py: a light encoder from scratch, AdamW with warm-up and cosine decay), with
-# each dataset's image size and epochs.
+# each dataset's image size and epochs, and the rare-class remedy measured best for the many-class sets.
 RECIPES = {
     "kitti_road": dict(recipes.CPU, image_size=(160, 576), epochs=60),
-    "camvid": dict(recipes.CPU, image_size=(240, 320), epochs=120),
-    "kitti_semantics": dict(recipes.CPU, image_size=(160, 544), epochs=120),
+    "camvid": dict(recipes.CPU, **recipes.RARE_CLASS_REMEDY, image_size=(240, 320), epochs=120),
+    "kitti_semantics": dict(recipes.CPU, **recipes.RARE_CLASS_REMEDY, image_size=(160, 544), epochs=120),
 }
 # --fast: synthetic data in the real layout, tiny images, two epochs (what CI runs).
 FAST = dict(image_size=(64, 96), epochs=2, batch_size=2, max_train_images=6, max_val_images=3)
