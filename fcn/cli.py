@@ -117,6 +117,9 @@ def _add_train(sub):
     p.add_argument("--warmup-epochs", type=positive_float, help="linear warm-up length (cosine, poly)")
     p.add_argument("--encoder", choices=sorted(ENCODERS))  # the model's registry: nothing to add here
     p.add_argument("--weights", help="'imagenet', a weights file of the encoder, or 'none' (random init)")
+    p.add_argument("--init-from", metavar="MODEL.keras",
+                   help="start from another run's model (e.g. pre-trained on synthetic frames); layers whose "
+                        "shapes differ, such as the score layers for another class count, keep their initialisation")
     p.add_argument("--val-fraction", type=fraction)
     p.add_argument("--max-train-images", type=positive_int)
     p.add_argument("--max-val-images", type=positive_int)
@@ -259,7 +262,7 @@ def run_train(args) -> None:
 
     overrides = {key: getattr(args, key) for key in (
         "dataset", "data_dir", "run_dir", "epochs", "minutes", "image_size", "batch_size", "learning_rate",
-        "optimizer", "weight_decay", "lr_schedule", "warmup_epochs", "encoder", "val_fraction", "max_train_images",
+        "optimizer", "weight_decay", "lr_schedule", "warmup_epochs", "encoder", "init_from", "val_fraction", "max_train_images",
         "max_val_images", "augment", "scale_range", "cache_decoded", "class_balancing", "class_weighting",
         "max_class_weight", "focal_gamma", "ohem_fraction", "ohem_min_kept", "mixed_precision", "jit_compile", "seed",
         "strategy",

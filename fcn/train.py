@@ -36,6 +36,10 @@ class TrainConfig:
     run_dir: str = "runs/kitti_road"
     encoder: str = "vgg16"
     weights: str | None = "imagenet"
+    # Start from another run's model (a .keras file, e.g. one pre-trained on synthetic frames): every layer
+    # whose weights fit is copied after the encoder's `weights`; the rest (e.g. score layers for another
+    # number of classes) keep their initialisation. Used when the run starts, not when it resumes.
+    init_from: str | None = None
     # Height x width the images are resized to; 160x576 keeps KITTI's ~1:3.3 aspect at 0.43 scale.
     image_size: tuple[int, int] = (160, 576)
     batch_size: int = 4
@@ -239,6 +243,8 @@ def train(config: TrainConfig, verbose: int | str = 2, extra_callbacks=()):
                   f"(pass more epochs{' or minutes' if state.stopped_by_budget else ''} to continue it)")
             return modelfile.load_model(run.checkpoint(state.epochs_done)), state.history_columns()
         print(f"{run.path}: resuming after epoch {state.epochs_done} of {config.epochs}")
+    elif config.init_from is not None and not Path(config.init_from).is_file():  # needed to start, not to resume
+        raise FileNotFoundError(f"{config.init_from}: model to start from (init_from) not found")
     state = state or RunState(monitor=callbacks.score_name(config.dataset), mode="max")
     keras.utils.set_random_seed(config.seed)
     info = get_dataset(config.dataset)
@@ -299,7 +305,39 @@ def _resume_or_build(run: RunFolder, state: RunState, config: TrainConfig, num_c
         skipped = [str(w.message) for w in caught if "Skipping variable loading" in str(w.message)]
         if skipped:  # Keras only warns; resuming without the optimizer's state would be a silent restart
             raise ValueError(f"{run.checkpoint(state.epochs_done)}: does not fit this run's model ({skipped[0]})")
+    elif config.init_from is not None:
+        copied, kept = init_from_model(model, config.init_from, config.encoder)
+        print(f"{config.init_from}: started from its weights ({copied} layers copied"
+              + (f"; kept this run's initialisation for {', '.join(kept)})" if kept else ")"))
     return model
+
+
+def init_from_model(model: keras.Model, path, encoder: str) -> tuple[int, list[str]]:
+    """Copy the weights of the model in `path` into `model` layer by layer, where their shapes fit.
+
+    Both are FCN-8s built by build_fcn8 with the same encoder, so their layers pair up in order (names can
+    carry different numeric suffixes). Returns (layers copied, names of the layers left as they were).
+    """
+    info = modelfile.read_info(path) or {}
+    if info.get("encoder", encoder) != encoder:
+        raise ValueError(f"{path}: a {info['encoder']} model cannot start a {encoder} run (encoders differ)")
+    source = modelfile.load_model(path)
+    if len(source.layers) != len(model.layers):
+        raise ValueError(f"{path}: {len(source.layers)} layers, this run's {encoder} FCN-8 has "
+                         f"{len(model.layers)}; not a model of the same architecture")
+    copied, kept = 0, []
+    for target, layer in zip(model.layers, source.layers):
+        weights = layer.get_weights()
+        if not weights and not target.weights:
+            continue
+        if [w.shape for w in weights] == [tuple(v.shape) for v in target.weights]:
+            target.set_weights(weights)
+            copied += 1
+        else:
+            kept.append(target.name)
+    if not copied:
+        raise ValueError(f"{path}: no layer's weights fit this run's model")
+    return copied, kept
 
 
 def _fit(model, train_ds, val_ds, state, config, fit_callbacks, verbose, steps) -> None:

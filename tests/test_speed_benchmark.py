@@ -59,3 +59,18 @@ def test_tf1_style_batches_resize_labels_with_nearest_neighbour(tmp_path):
     # Only label values that exist in the files: no blends of road and not-road at the edges.
     file_values = set(np.unique(np.concatenate([np.unique(kitti_road.read_label(s.label)) for s in samples])))
     assert set(np.unique(labels)) <= file_values and len(np.unique(labels)) >= 2
+
+
+def test_a_stopped_run_keeps_the_sections_it_finished(tmp_path, monkeypatch):
+    """Each section's table is printed and the JSON rewritten as the section ends (the first full run was
+    killed for memory after an hour and left nothing)."""
+    out = tmp_path / "speed.json"
+
+    def broken(*args):
+        raise RuntimeError("stopped here")
+
+    monkeypatch.setattr(bench_speed, "measure_pipeline", broken)
+    with pytest.raises(RuntimeError, match="stopped here"):
+        bench_speed.main(["--fast", "--no-xla", "--sections", "ceiling,encoders,pipeline", "--json", str(out)])
+    record = json.loads(out.read_text())
+    assert set(record["tables"]) == {"ceiling", "encoders"} and record["encoders"][0]["encoder"] == "vgg16_mini"
