@@ -6,6 +6,7 @@ scored against data with other classes.
 """
 
 import json
+import weakref
 from pathlib import Path
 
 import cv2
@@ -132,7 +133,25 @@ def _network_scores(model, image, image_size) -> np.ndarray:
     x = tf.convert_to_tensor(image[None])
     if image_size is not None:
         x = tf.image.resize(x, image_size, method="bilinear")
-    return tf.nn.softmax(model(tf.cast(x, tf.float32), training=False), axis=-1)[0].numpy()
+    return tf.nn.softmax(_forward(model)(tf.cast(x, tf.float32)), axis=-1)[0].numpy()
+
+
+_TRACED = weakref.WeakKeyDictionary()
+
+
+def _forward(model):
+    """model(x, training=False), traced into one graph per input shape for a Keras model.
+
+    Called eagerly a Keras model runs layer by layer from Python; for a MobileNet's ~150 layers that costs more
+    than the arithmetic (MobileNetV2 at 160x576: 165 ms eagerly, 30 ms traced; benchmarks/README.md). TFLite models
+    are already compiled and are called as they are, as are models on Keras' JAX backend.
+    """
+    if not isinstance(model, keras.Model) or keras.backend.backend() != "tensorflow":  # tf.function cannot trace JAX
+        return lambda x: model(x, training=False)
+    if model not in _TRACED:
+        weak = weakref.ref(model)  # a strong reference from the value would keep the key alive forever
+        _TRACED[model] = tf.function(lambda x: weak()(x, training=False), reduce_retracing=True)
+    return _TRACED[model]
 
 
 def _resize_scores(scores: np.ndarray, shape) -> np.ndarray:

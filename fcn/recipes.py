@@ -6,7 +6,7 @@ cosine decay, what `benchmarks/accuracy.py` measures. Image size and epochs are 
 """
 
 PAPER = dict(encoder="vgg16", weights="imagenet", optimizer="adam", learning_rate=1e-4, lr_schedule="constant",
-             batch_size=4)
+             batch_size=8)
 CPU = dict(encoder="mobilenet_v2", weights=None, optimizer="adamw", weight_decay=1e-4, learning_rate=2e-3,
            lr_schedule="cosine", warmup_epochs=1, batch_size=4)
 RECIPES = {"paper": PAPER, "cpu": CPU}

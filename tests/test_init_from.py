@@ -44,7 +44,7 @@ def test_every_fitting_layer_is_copied_and_other_class_counts_keep_their_score_l
         fits = [w.shape for w in weights] == [w.shape for w in original[index]]
         expected = original[index] if fits else before[index]
         assert (name in kept) != fits
-        assert all(np.array_equal(a, b) for a, b in zip(weights, expected)), name
+        assert all(np.array_equal(a, b) for a, b in zip(weights, expected, strict=True)), name
     assert all("score" in name or "upscore" in name for name in kept), kept
 
 
@@ -60,8 +60,8 @@ def test_training_starts_from_the_model_and_a_resume_does_not_copy_it_again(sour
                          max_train_images=2, max_val_images=2, init_from=str(path), augment=False)
     model, _ = train(config, verbose=0)
     # With a learning rate of 1e-9 one epoch leaves the copied kernels where they were.
-    for trained, original in zip(model.layers, source.layers):
-        for a, b in zip(trained.get_weights(), original.get_weights()):
+    for trained, original in zip(model.layers, source.layers, strict=True):
+        for a, b in zip(trained.get_weights(), original.get_weights(), strict=True):
             if a.ndim == 4:  # convolution kernels (BatchNorm statistics would move)
                 np.testing.assert_allclose(a, b, atol=1e-6)
     # Resuming for a second epoch loads the checkpoint; the source file is no longer needed.

@@ -30,6 +30,7 @@ def test_speed_benchmark_runs_every_section(tmp_path):
     assert record["pipeline"]["cached"]["median"] > 0 and record["pipeline"]["uncached"]["median"] > 0
     (baseline,) = record["baseline"]
     assert baseline["ratio"] == pytest.approx(baseline["fcn"]["median"] / baseline["tf1_style"]["median"])
+    assert baseline["tf1_feed_alone"]["median"] > 0 and 0 < baseline["tf1_input_share"]
     tflite = record["tflite"]
     assert [row["format"] for row in tflite["rows"]] == ["keras float32", "tflite float32", "tflite fp16", "tflite int8"]
     keras_row, float_row, half_row, int8_row = tflite["rows"]
