@@ -63,14 +63,16 @@ def data_dir_for(dataset: str, fast: bool, work_dir: Path) -> Path:
     return root
 
 
-def evaluate(config: TrainConfig, model, eval_dir=None) -> dict:
-    """Scores of the run's best model on its validation split (or a folder in the official layout)."""
+def evaluate(config: TrainConfig, model, eval_dir=None, tta_scales=(1.0,), tta_flip: bool = False) -> dict:
+    """Scores of the run's best model on its validation split (or a folder in the official layout), optionally
+    with test-time augmentation (fcn.predict.predict_scores)."""
     info = get_dataset(config.dataset)
     val = list_eval_folder(info, eval_dir) if eval_dir else build_datasets(config)[3]
+    tta = dict(tta_scales=tta_scales, tta_flip=tta_flip)
     if info.road_class is not None:
-        scores = predict.evaluate_road(model, val, config.image_size, road_id=info.road_class, pooled=True)
+        scores = predict.evaluate_road(model, val, config.image_size, road_id=info.road_class, pooled=True, **tta)
         return {"categories": scores, "main": scores["urban_road"]["MaxF"], "metric": "MaxF (urban_road)"}
-    scores = predict.evaluate_segmentation(model, val, info, config.image_size)
+    scores = predict.evaluate_segmentation(model, val, info, config.image_size, **tta)
     confusion = scores.pop("confusion_matrix")
     return {"classes": scores, "confusion_matrix": np.asarray(confusion).tolist(), "main": scores["mean_iou"], "metric": "mIoU"}
 
@@ -112,8 +114,11 @@ def parse_setting(text: str) -> tuple[str, object]:
 
 
 def run(dataset: str, minutes: float, out_dir: Path, fast: bool = False, data_dir=None, tag: str = "cpu",
-        eval_dir=None, overrides=None, figures_dir=None) -> dict:
-    """Train within the budget, score the best model, write the JSON; returns the result record."""
+        eval_dir=None, overrides=None, figures_dir=None, tta_scales=(1.0,), tta_flip: bool = False) -> dict:
+    """Train within the budget, score the best model, write the JSON; returns the result record.
+
+    With test-time augmentation (tta_scales other than (1.0,), or tta_flip) the record also holds the scores
+    with it under "tta"; "value" stays the plain score, the one the run chose its best epoch by."""
     out_dir = Path(out_dir)
     data_dir = Path(data_dir) if data_dir else data_dir_for(dataset, fast, out_dir)
     settings = {**RECIPES[dataset], **(FAST if fast else {}), **(overrides or {})}
@@ -122,13 +127,19 @@ def run(dataset: str, minutes: float, out_dir: Path, fast: bool = False, data_di
     train(config, verbose=2)
     run_folder = RunFolder(config.run_dir)
     state = run_folder.read_state()
-    scores = evaluate(config, modelfile.load_model(run_folder.best), eval_dir)
+    model = modelfile.load_model(run_folder.best)
+    scores = evaluate(config, model, eval_dir)
     record = {"dataset": dataset, "tag": tag, "metric": scores["metric"], "value": scores["main"], "scores": scores,
               "minutes": round(state.seconds / 60, 2), "budget_minutes": minutes, "epochs": state.epochs_done,
               "best_epoch": state.best_epoch, "encoder": config.encoder, "image_size": list(config.image_size),
               "recipe": {k: v for k, v in settings.items() if k not in ("image_size",)}, "machine": machine(),
               "synthetic": fast, "data_dir": str(data_dir), "evaluated_on": str(eval_dir or "validation split"),
               "commit": _commit()}
+    tta_scales = predict.check_tta_scales(tta_scales)
+    if tta_scales != (1.0,) or tta_flip:
+        tta_scores = evaluate(config, model, eval_dir, tta_scales, tta_flip)
+        record["tta"] = {"scales": list(tta_scales), "flip": tta_flip, "value": tta_scores["main"],
+                         "scores": tta_scores}
     if figures_dir is not None:
         record["figures"] = [str(path) for path in save_figures(record, Path(config.run_dir), Path(figures_dir))]
     write_bytes_atomic(out_dir / f"{dataset}-{tag}.json", json.dumps(record, indent=2, default=str).encode())
@@ -136,10 +147,13 @@ def run(dataset: str, minutes: float, out_dir: Path, fast: bool = False, data_di
 
 
 def markdown_row(record: dict) -> str:
-    """| dataset | metric | value | minutes | epochs | encoder | image size |"""
+    """| dataset | metric | value (with TTA) | minutes | epochs | encoder | image size |"""
     height, width = record["image_size"]
+    value = f"{100 * record['value']:.1f}"
+    if "tta" in record:
+        value += f" ({100 * record['tta']['value']:.1f} with TTA)"
     return (f"| {record['dataset']}{' (synthetic)' if record['synthetic'] else ''} | {record['metric']} | "
-            f"{100 * record['value']:.1f} | {record['minutes']:.1f} of {record['budget_minutes']:g} | "
+            f"{value} | {record['minutes']:.1f} of {record['budget_minutes']:g} | "
             f"{record['epochs']} | {record['encoder']} | {height}x{width} |")
 
 
@@ -164,12 +178,20 @@ def main(argv=None) -> None:
                         help="where the run's curves, per-class IoU and confusion charts go ('' for none)")
     parser.add_argument("--set", type=parse_setting, action="append", default=[], metavar="NAME=VALUE",
                         help="change one setting of the recipe (a TrainConfig field), e.g. epochs=25")
+    parser.add_argument("--tta-flip", action="store_true", help="also score with mirrored images averaged in")
+    parser.add_argument("--tta-scales", default="1", help="also score at these multiples of the size, e.g. 0.75,1,1.25")
     args = parser.parse_args(argv)
+    try:
+        tta_scales = predict.check_tta_scales(float(x) for x in args.tta_scales.split(","))
+    except ValueError as error:
+        parser.error(f"--tta-scales {args.tta_scales}: {error}")
     if args.minutes <= 0:
         parser.error("--minutes must be above 0")
     record = run(args.dataset, args.minutes, Path(args.out), args.fast, args.data_dir, args.tag, args.eval_dir,
-                 dict(args.set), args.figures_dir or None)
+                 dict(args.set), args.figures_dir or None, tta_scales, args.tta_flip)
     print(f"{record['metric']}: {100 * record['value']:.2f} in {record['minutes']} minutes")
+    if "tta" in record:
+        print(f"{record['metric']} with test-time augmentation: {100 * record['tta']['value']:.2f}")
     print(markdown_row(record))
 
 

@@ -44,12 +44,35 @@ def test_accuracy_benchmark_scores_an_eval_folder(tmp_path):
                                           scale=0.25, seed=9) / "training"
     result = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "accuracy.py"), "--dataset",
                              "kitti_road", "--fast", "--minutes", "5", "--out", str(tmp_path / "out"),
-                             "--eval-dir", str(held_out)], capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
+                             "--eval-dir", str(held_out), "--tta-flip", "--tta-scales", "1,1.5"],
+                            capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((tmp_path / "out" / "kitti_road-cpu.json").read_text())
     assert record["evaluated_on"] == str(held_out)
     # Exactly the folder's three frames were scored: one per category.
     assert set(record["scores"]["categories"]) == {"um_road", "umm_road", "uu_road", "urban_road"}
+    # The test-time-augmented scores are fcn.predict's with the same settings, beside the plain ones.
+    from fcn import modelfile, predict
+    from fcn.data import get_dataset, list_eval_folder
+
+    assert record["tta"]["scales"] == [1.0, 1.5] and record["tta"]["flip"] is True
+    model = modelfile.load_model(tmp_path / "out" / "kitti_road-cpu" / "best.keras")
+    samples = list_eval_folder(get_dataset("kitti_road"), held_out)
+    road = get_dataset("kitti_road").road_class
+    expected = predict.evaluate_road(model, samples, tuple(record["image_size"]), road_id=road, pooled=True,
+                                     tta_scales=(1.0, 1.5),
+                                     tta_flip=True)
+    assert record["tta"]["value"] == pytest.approx(expected["urban_road"]["MaxF"], abs=1e-9)
+    plain = predict.evaluate_road(model, samples, tuple(record["image_size"]), road_id=road, pooled=True)
+    assert record["value"] == pytest.approx(plain["urban_road"]["MaxF"], abs=1e-9)
+    assert f"({100 * record['tta']['value']:.1f} with TTA)" in result.stdout.strip().splitlines()[-1]
+
+
+def test_accuracy_benchmark_refuses_bad_tta_scales():
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "accuracy.py"), "--dataset",
+                             "kitti_road", "--fast", "--tta-scales", "1,-2"], capture_output=True, text=True,
+                            timeout=120, cwd=REPO_ROOT)
+    assert result.returncode == 2 and "--tta-scales 1,-2: test-time scales must be" in result.stderr
 
 
 def test_set_takes_training_settings_by_name_with_json_values():
