@@ -44,7 +44,8 @@ def test_accuracy_benchmark_scores_an_eval_folder(tmp_path):
                                           scale=0.25, seed=9) / "training"
     result = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "accuracy.py"), "--dataset",
                              "kitti_road", "--fast", "--minutes", "5", "--out", str(tmp_path / "out"),
-                             "--eval-dir", str(held_out), "--tta-flip", "--tta-scales", "1,1.5"],
+                             "--eval-dir", str(held_out), "--tta-flip", "--tta-scales", "1,1.5",
+                             "--figures-dir", ""],
                             capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((tmp_path / "out" / "kitti_road-cpu.json").read_text())
