@@ -31,7 +31,7 @@ from fcn import modelfile, predict, recipes, viz
 from fcn.data import get_dataset, list_eval_folder, synthetic
 from fcn.imageio import write_bytes_atomic
 from fcn.runs import RunFolder
-from fcn.train import TrainConfig, build_datasets, train
+from fcn.train import TrainConfig, list_split, train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FCN_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -69,7 +69,7 @@ def evaluate(config: TrainConfig, model, eval_dir=None, tta_scales=(1.0,), tta_f
     """Scores of the run's best model on its validation split (or a folder in the official layout), optionally
     with test-time augmentation (fcn.predict.predict_scores)."""
     info = get_dataset(config.dataset)
-    val = list_eval_folder(info, eval_dir) if eval_dir else build_datasets(config)[3]
+    val = list_eval_folder(info, eval_dir) if eval_dir else list_split(config)[1]
     tta = dict(tta_scales=tta_scales, tta_flip=tta_flip)
     if info.road_class is not None:
         scores = predict.evaluate_road(model, val, config.image_size, road_id=info.road_class, pooled=True, **tta)

@@ -49,7 +49,7 @@ from fcn.data import get_dataset, synthetic
 from fcn.imageio import write_bytes_atomic
 from fcn.losses import MaskedSparseCrossEntropy
 from fcn.model import build_fcn8
-from fcn.train import TrainConfig, build_datasets
+from fcn.train import TrainConfig, build_datasets, list_split
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FCN_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -266,10 +266,10 @@ def _summary(rates) -> dict:
 def measure_tflite(model_path, work_dir: Path, repeats, max_val_images=None) -> dict:
     """Latency and validation metric of a trained .keras model and of its TFLite exports."""
     info = modelfile.read_info(model_path)
-    config = json.loads((Path(model_path).parent / "config.json").read_text())
+    config = TrainConfig(**json.loads((Path(model_path).parent / "config.json").read_text()))
     dataset = get_dataset(info["dataset"])
     image_size = tuple(info["image_size"])
-    train, val = dataset.list_train_val(config["data_dir"], config["val_fraction"], config["seed"])
+    train, val = list_split(config)  # the run's own split
     val = val[:max_val_images]
     keras_model = modelfile.load_model(model_path)
     image = export.network_input(val[0].image, image_size)

@@ -166,11 +166,9 @@ def _dtype_policy(mixed_precision: bool):
         keras.config.set_dtype_policy(previous)
 
 
-def build_datasets(config: TrainConfig, first_epoch: int = 0):
-    """(train_ds, val_ds, train_samples, val_samples) for a config.
-
-    train_ds holds the batches of epochs first_epoch .. config.epochs - 1, one after the other.
-    """
+def list_split(config: TrainConfig) -> tuple[list, list]:
+    """(train, val) samples of a config: the dataset's split without the excluded frames, each capped by
+    max_train_images / max_val_images. A ValueError naming the data folder if either is empty."""
     info = get_dataset(config.dataset)
     train, val = info.list_train_val(config.data_dir, config.val_fraction, config.seed)
     excluded = set(config.exclude_frames)
@@ -179,6 +177,16 @@ def build_datasets(config: TrainConfig, first_epoch: int = 0):
     train, val = train[: config.max_train_images], val[: config.max_val_images]
     if not train or not val:
         raise ValueError(f"{config.data_dir}: need training and validation images, got {len(train)} and {len(val)}")
+    return train, val
+
+
+def build_datasets(config: TrainConfig, first_epoch: int = 0):
+    """(train_ds, val_ds, train_samples, val_samples) for a config.
+
+    train_ds holds the batches of epochs first_epoch .. config.epochs - 1, one after the other.
+    """
+    info = get_dataset(config.dataset)
+    train, val = list_split(config)
     augmentation = Augmentation(scale_range=config.scale_range) if config.augment else None
     train_images = [s.image for s in train]
     cache = config.cache_decoded == "on" or (config.cache_decoded == "auto" and pipeline.fits_in_memory(train_images))

@@ -5,7 +5,7 @@ import pytest
 from fcn import cli
 from fcn.data import pipeline, synthetic
 from fcn.model import build_fcn8
-from fcn.train import TrainConfig, build_datasets, compile_model, fast_config
+from fcn.train import TrainConfig, build_datasets, compile_model, fast_config, list_split
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +38,23 @@ def test_small_training_sets_are_cached_automatically(road_data, monkeypatch):
     assert build_datasets(fast_config(data_dir=str(road_data)))[0] is True  # a few small PNGs fit
     monkeypatch.setattr(pipeline, "fits_in_memory", lambda *a, **k: False)
     assert build_datasets(fast_config(data_dir=str(road_data)))[0] is False
+
+
+def test_list_split_is_the_split_training_uses(road_data):
+    from fcn.data import get_dataset
+
+    train, val = get_dataset("kitti_road").list_train_val(str(road_data), 0.2, 0)
+    config = fast_config(data_dir=str(road_data), max_train_images=None, max_val_images=None, seed=0)
+    assert list_split(config) == (train, val)
+    assert list_split(config) == tuple(build_datasets(config)[2:])
+    # Excluded frames leave both sides; the caps cut each list after the exclusion.
+    excluded = [train[0].image.name, val[0].image.name]
+    kept_train, kept_val = list_split(fast_config(data_dir=str(road_data), max_train_images=2, max_val_images=None,
+                                                  seed=0, exclude_frames=excluded))
+    assert kept_train == train[1:3] and kept_val == val[1:]
+    with pytest.raises(ValueError, match=f"data_road: need training and validation images, got {len(train)} and 0"):
+        list_split(fast_config(data_dir=str(road_data), max_train_images=None, max_val_images=None, seed=0,
+                               exclude_frames=[s.image.name for s in val]))
 
 
 def test_loss_options_reach_the_compiled_loss():
