@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fcn import modelfile, predict, recipes, viz
+from fcn import cli, modelfile, predict, recipes, viz
 from fcn.data import get_dataset, list_eval_folder, synthetic
 from fcn.imageio import write_bytes_atomic
 from fcn.runs import RunFolder
@@ -183,17 +183,12 @@ def main(argv=None) -> None:
                         help="where the run's curves, per-class IoU and confusion charts go ('' for none)")
     parser.add_argument("--set", type=parse_setting, action="append", default=[], metavar="NAME=VALUE",
                         help="change one setting of the recipe (a TrainConfig field), e.g. epochs=25")
-    parser.add_argument("--tta-flip", action="store_true", help="also score with mirrored images averaged in")
-    parser.add_argument("--tta-scales", default="1", help="also score at these multiples of the size, e.g. 0.75,1,1.25")
+    cli.add_tta_arguments(parser)  # the best model is then also scored with them, beside the plain score
     args = parser.parse_args(argv)
-    try:
-        tta_scales = predict.check_tta_scales(float(x) for x in args.tta_scales.split(","))
-    except ValueError as error:
-        parser.error(f"--tta-scales {args.tta_scales}: {error}")
     if args.minutes <= 0:
         parser.error("--minutes must be above 0")
     record = run(args.dataset, args.minutes, Path(args.out), args.fast, args.data_dir, args.tag, args.eval_dir,
-                 dict(args.set), args.figures_dir or None, tta_scales, args.tta_flip)
+                 dict(args.set), args.figures_dir or None, args.tta_scales, args.tta_flip)
     print(f"{record['metric']}: {100 * record['value']:.2f} in {record['minutes']} minutes")
     if "tta" in record:
         print(f"{record['metric']} with test-time augmentation: {100 * record['tta']['value']:.2f}")

@@ -65,7 +65,8 @@ def scale_list(text: str) -> tuple[float, ...]:
                                          f"{error}") from None
 
 
-def _add_tta(p) -> None:
+def add_tta_arguments(p) -> None:
+    """--tta-flip and --tta-scales (parsed into a tuple of scales), for every command that scores or predicts."""
     p.add_argument("--tta-flip", action="store_true",
                    help="test-time augmentation: also run the mirrored image and average the probabilities")
     p.add_argument("--tta-scales", type=scale_list, default=(1.0,), metavar="S1,S2,...",
@@ -157,7 +158,7 @@ def _add_predict(sub):
     p.add_argument("--format", default="devkit", choices=["devkit", "overlay", "labels"])
     p.add_argument("--image-size", type=parse_image_size,
                    help="HEIGHTxWIDTH to run at (default: the size recorded in the model file)")
-    _add_tta(p)
+    add_tta_arguments(p)
 
 
 def _add_evaluate(sub):
@@ -180,7 +181,7 @@ def _add_evaluate(sub):
     seg.add_argument("--val-fraction", type=fraction, default=0.2, help="for datasets without an official split")
     seg.add_argument("--seed", type=int, default=0)
     seg.add_argument("--json", action="store_true", help="print JSON (fractions) instead of a table")
-    _add_tta(seg)
+    add_tta_arguments(seg)
 
 
 def _add_synth(sub):

@@ -61,8 +61,7 @@ def test_accuracy_benchmark_scores_an_eval_folder(tmp_path):
     samples = list_eval_folder(get_dataset("kitti_road"), held_out)
     road = get_dataset("kitti_road").road_class
     expected = predict.evaluate_road(model, samples, tuple(record["image_size"]), road_id=road, pooled=True,
-                                     tta_scales=(1.0, 1.5),
-                                     tta_flip=True)
+                                     tta_scales=(1.0, 1.5), tta_flip=True)
     assert record["tta"]["value"] == pytest.approx(expected["urban_road"]["MaxF"], abs=1e-9)
     plain = predict.evaluate_road(model, samples, tuple(record["image_size"]), road_id=road, pooled=True)
     assert record["value"] == pytest.approx(plain["urban_road"]["MaxF"], abs=1e-9)
@@ -73,7 +72,9 @@ def test_accuracy_benchmark_refuses_bad_tta_scales():
     result = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "accuracy.py"), "--dataset",
                              "kitti_road", "--fast", "--tta-scales", "1,-2"], capture_output=True, text=True,
                             timeout=120, cwd=REPO_ROOT)
-    assert result.returncode == 2 and "--tta-scales 1,-2: test-time scales must be" in result.stderr
+    # The same parsing, and the same one-line refusal, as `fcn evaluate --tta-scales` (fcn.cli.add_tta_arguments).
+    assert result.returncode == 2 and "argument --tta-scales: scales must be numbers above 0" in result.stderr
+    assert "got '-2'" in result.stderr
 
 
 def test_set_takes_training_settings_by_name_with_json_values():
