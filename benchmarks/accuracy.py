@@ -45,7 +45,8 @@ DATA_DIRS = {"kitti_road": "kitti_road_half/data_road", "camvid": "camvid", "kit
 # 80 frames.
 RECIPES = {
     "kitti_road": dict(recipes.CPU, image_size=(160, 576), epochs=115),
-    "camvid": dict(recipes.CPU, **recipes.RARE_CLASS_REMEDY, image_size=(240, 320), epochs=120),
+    "camvid": dict(recipes.CPU, **recipes.RARE_CLASS_REMEDY, image_size=(352, 480), epochs=80,
+                   scale_range=(0.75, 1.5)),
     "kitti_semantics": dict(recipes.CPU, **recipes.RARE_CLASS_REMEDY, image_size=(192, 640), epochs=240,
                             scale_range=(0.75, 1.5)),
 }
