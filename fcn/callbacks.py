@@ -5,7 +5,7 @@ import time
 
 import keras
 
-from fcn import distribute, modelfile, predict
+from fcn import distribute, modelfile, optim, predict
 from fcn.runs import RunFolder, RunState
 
 
@@ -49,17 +49,41 @@ class CommitEpoch(keras.callbacks.Callback):
     With several workers (fcn/distribute.py) every worker runs this callback, but only the chief writes: the
     others keep the same state in memory and take their part in the collective save in a temporary folder.
     The chief's clock decides the budget, so that every worker stops after the same epoch.
+
+    With a budget and a decaying learning rate (`schedule`, a fcn.optim.WarmupDecay), the schedule is sized by
+    the budget: after optim.PLAN_AFTER_EPOCHS epochs their measured length fixes how many epochs fit (at most
+    `max_epochs`), the decay is stretched or shrunk to end there, and the run stops after that epoch, at a
+    learning rate near 0. The plan is committed in state.json (schedule_epochs), so a resume keeps it.
     """
 
     def __init__(self, run: RunFolder, state: RunState, config: dict, info: dict, minutes: float | None = None,
-                 placement: distribute.Placement = distribute.SINGLE):
+                 placement: distribute.Placement = distribute.SINGLE, schedule: optim.WarmupDecay | None = None,
+                 steps_per_epoch: int = 1, max_epochs: int | None = None):
         super().__init__()
         self.run, self.state, self.config, self.info, self.minutes = run, state, config, info, minutes
         self.placement = placement
+        self.schedule = schedule if minutes is not None else None
+        self.steps_per_epoch, self.max_epochs = steps_per_epoch, max_epochs
         self.epoch_start = time.monotonic()
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_start = time.monotonic()
+
+    def _plan_schedule(self, state: RunState, last_epoch_seconds: float) -> None:
+        planned = optim.plan_epochs(state.seconds, last_epoch_seconds, self.minutes, state.epochs_done,
+                                    self.max_epochs or state.epochs_done)
+        state.schedule_epochs = self.placement.share(planned)  # the chief's plan on every worker
+        self.schedule.resize(state.schedule_epochs * self.steps_per_epoch)
+        self.model.make_train_function(force=True)
+        print(f"learning-rate schedule sized by the budget: {state.schedule_epochs} epochs in all "
+              f"({last_epoch_seconds:.1f} s per epoch, {self.minutes:g} minutes)")
+
+    def _stop_reason(self, state: RunState, last_epoch_seconds: float) -> str | None:
+        if state.schedule_epochs is not None and state.epochs_done >= state.schedule_epochs:
+            return "the learning-rate schedule sized by the budget has ended"
+        if self.minutes is not None and state.seconds + last_epoch_seconds > 60 * self.minutes:
+            return f"another epoch would overrun the budget of {self.minutes:g} minutes"
+        return None
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.monotonic() - self.epoch_start
@@ -70,11 +94,14 @@ class CommitEpoch(keras.callbacks.Callback):
                                                                    "seconds": round(seconds, 3)}])
         if state.is_improvement(logs.get(state.monitor)):
             state.best_epoch, state.best_value = epoch + 1, logs[state.monitor]
-        if self.placement.agree(self.minutes is not None and state.seconds + seconds > 60 * self.minutes):
+        if self.schedule is not None and state.schedule_epochs is None and state.epochs_done >= optim.PLAN_AFTER_EPOCHS:
+            self._plan_schedule(state, seconds)
+        reason = self._stop_reason(state, seconds)
+        if self.placement.agree(reason is not None):
             state.stopped_by_budget = True
             self.model.stop_training = True
-            print(f"stopping after epoch {epoch + 1}: another epoch would overrun the budget of {self.minutes:g} "
-                  f"minutes ({state.seconds / 60:.1f} minutes used)")
+            print(f"stopping after epoch {epoch + 1}: {reason or 'the chief ran out of time'} "
+                  f"({state.seconds / 60:.1f} minutes used)")
         if self.placement.is_chief:
             modelfile.save_model(self.model, self.run.checkpoint(epoch + 1), self.info)
             self.run.commit(state, self.config)

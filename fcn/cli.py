@@ -21,6 +21,7 @@ from fcn.data.class_weights import WEIGHTINGS
 from fcn.distribute import STRATEGIES
 from fcn.model import ENCODERS
 from fcn.optim import OPTIMIZERS, SCHEDULES
+from fcn.precision import PRECISIONS
 
 
 def parse_image_size(text: str) -> tuple[int, int]:
@@ -138,7 +139,11 @@ def _add_train(sub):
     p.add_argument("--focal-gamma", type=positive_float, help="focal term (1 - p)^gamma on each pixel's loss")
     p.add_argument("--ohem-fraction", type=fraction, help="keep only this fraction of hardest pixels in the loss")
     p.add_argument("--ohem-min-kept", type=positive_int, help="keep at least this many pixels with OHEM")
-    p.add_argument("--mixed-precision", action="store_true", default=None, help="float16 compute (GPU)")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="float32 (default), bfloat16 (mixed: CPUs with native bfloat16), float16 (mixed: GPUs), or "
+                        "auto: float16 on a GPU, bfloat16 where this CPU and encoder gain from it, else float32")
+    p.add_argument("--mixed-precision", dest="precision", action="store_const", const="float16",
+                   help="the same as --precision float16")
     p.add_argument("--jit-compile", action="store_true", default=None, help="XLA compilation")
     p.add_argument("--strategy", choices=STRATEGIES,
                    help="default: one device; mirrored: every GPU of this machine; multi_worker: several machines, "
@@ -265,7 +270,7 @@ def run_train(args) -> None:
         "dataset", "data_dir", "run_dir", "epochs", "minutes", "image_size", "batch_size", "learning_rate",
         "optimizer", "weight_decay", "lr_schedule", "warmup_epochs", "encoder", "init_from", "val_fraction", "max_train_images",
         "max_val_images", "augment", "scale_range", "cache_decoded", "class_balancing", "class_weighting",
-        "max_class_weight", "focal_gamma", "ohem_fraction", "ohem_min_kept", "mixed_precision", "jit_compile", "seed",
+        "max_class_weight", "focal_gamma", "ohem_fraction", "ohem_min_kept", "precision", "jit_compile", "seed",
         "strategy",
     ) if getattr(args, key) is not None}
     if args.exclude_frames_in:

@@ -95,6 +95,14 @@ class Placement:
 
         return bool(multihost_utils.broadcast_one_to_all(np.asarray(flag)))
 
+    def share(self, value: int) -> int:
+        """The chief's integer `value` on every worker (a collective, like agree)."""
+        if self.num_workers == 1:
+            return value
+        from jax.experimental import multihost_utils
+
+        return int(multihost_utils.broadcast_one_to_all(np.asarray(value, np.int32)))
+
     @property
     def splits_evenly(self) -> bool:
         """Whether every batch must split into equal parts, one per device (several workers, or JAX).

@@ -1,8 +1,14 @@
 """Model files: a `.keras` archive that also says what the model is for.
 
 Each `.keras` file `fcn` writes carries one more member, `fcn.json`, beside Keras' own: the dataset the model
-was trained on, its class names, the class that means "road" (KITTI Road models), the encoder and the
-image size it runs at. The file alone then decides how it is used and scored, wherever it is copied.
+was trained on, its class names, the class that means "road" (KITTI Road models), the encoder, the image
+size it runs at and the precision it trained in. The file alone then decides how it is used and scored,
+wherever it is copied.
+
+A model trained in a mixed precision (bfloat16 or float16 arithmetic, float32 variables) is written as the
+float32 model it also is: its layers' policies are set to float32 in the file's config, so `predict`, `export`
+and TFLite use it exactly like a model trained in float32. Resuming a run loads only the weights and the
+optimizer's state from a checkpoint, into a model built in the run's own precision.
 
 Loading needs fcn's layers registered with Keras: `import fcn` does that, after which plain
 `keras.models.load_model("best.keras")` works.
@@ -10,6 +16,7 @@ Loading needs fcn's layers registered with Keras: `import fcn` does that, after 
 
 import json
 import os
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -25,10 +32,14 @@ class ModelFileError(ValueError):
     """A model file that is missing, corrupt, or does not fit the data it is used with."""
 
 
-def model_info(dataset: str, class_names, image_size, encoder: str, road_class: int | None = None) -> dict:
+MIXED_POLICIES = ("mixed_bfloat16", "mixed_float16")
+
+
+def model_info(dataset: str, class_names, image_size, encoder: str, road_class: int | None = None,
+               precision: str = "float32") -> dict:
     """The description stored in a model file (see module docstring)."""
     return {"dataset": dataset, "class_names": list(class_names), "road_class": road_class,
-            "image_size": [int(v) for v in image_size], "encoder": encoder}
+            "image_size": [int(v) for v in image_size], "encoder": encoder, "precision": precision}
 
 
 def save_model(model: keras.Model, path, info: dict | None = None) -> Path:
@@ -37,12 +48,39 @@ def save_model(model: keras.Model, path, info: dict | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.keras")  # Keras insists on the .keras suffix
     model.save(tmp)
+    if any(layer.dtype_policy.name in MIXED_POLICIES for layer in model.layers):
+        _rewrite_member(tmp, "config.json", lambda data: json.dumps(float32_config(json.loads(data))).encode())
     if info is not None:
         with zipfile.ZipFile(tmp, "a") as archive:
             archive.writestr(INFO_MEMBER, json.dumps(info, indent=2))
     _fsync(tmp)
     os.replace(tmp, path)
     return path
+
+
+def float32_config(config):
+    """A Keras model config (nested dicts and lists) with every mixed policy and 16-bit float tensor as float32."""
+    if isinstance(config, list):
+        return [float32_config(item) for item in config]
+    if not isinstance(config, dict):
+        return config
+    if config.get("class_name") == "DTypePolicy" and config.get("config", {}).get("name") in MIXED_POLICIES:
+        return {**config, "config": {**config["config"], "name": "float32"}}
+    return {key: "float32" if key == "dtype" and value in ("bfloat16", "float16") else float32_config(value)
+            for key, value in config.items()}
+
+
+def _rewrite_member(path: Path, member: str, change) -> None:
+    # A zip member cannot be replaced in place: copy the archive with `member` changed, then rename.
+    copy = path.with_name(f".{path.stem}.rewrite.keras")
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(copy, "w") as target:
+        for item in source.infolist():
+            if item.filename == member:
+                target.writestr(item, change(source.read(item)))
+                continue
+            with source.open(item) as reader, target.open(item, "w") as writer:
+                shutil.copyfileobj(reader, writer, 1 << 20)
+    os.replace(copy, path)
 
 
 def _fsync(path: Path) -> None:

@@ -12,6 +12,9 @@ from keras import ops
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "poly")
+# A schedule sized by a time budget is fixed after this many epochs: the first one also pays for tracing the
+# model and filling the decoded-image cache, so the second is the first to run at the steady speed.
+PLAN_AFTER_EPOCHS = 2
 
 
 @keras.saving.register_keras_serializable(package="fcn")
@@ -42,6 +45,11 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
             decayed = self.base_rate * ops.power(1.0 - t, self.power)
         return ops.where(step < self.warmup_steps, warm, decayed)
 
+    def resize(self, total_steps: int) -> None:
+        """Make the decay end at `total_steps` (at least one step after the warm-up). A compiled training step
+        has the old length traced in: rebuild it (model.make_train_function(force=True))."""
+        self.total_steps = max(int(total_steps), self.warmup_steps + 1)
+
     def get_config(self):
         return {"base_rate": self.base_rate, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
                 "kind": self.kind, "power": self.power}
@@ -54,6 +62,22 @@ def learning_rate(base_rate: float, schedule: str, total_steps: int, warmup_step
     if schedule == "constant":
         return base_rate
     return WarmupDecay(base_rate, total_steps, warmup_steps, kind=schedule)
+
+
+def plan_epochs(seconds_so_far: float, last_epoch_seconds: float, minutes: float, epochs_done: int,
+                max_epochs: int) -> int:
+    """The epochs a schedule sized by a budget of `minutes` spans: those done, plus as many more as fit in
+    what is left of the budget at the last epoch's length (at most max_epochs in all)."""
+    remaining = 60 * minutes - seconds_so_far
+    more = int(remaining // last_epoch_seconds) if last_epoch_seconds > 0 else max_epochs
+    return max(epochs_done, min(max_epochs, epochs_done + max(more, 0)))
+
+
+def decay_schedule(optimizer) -> WarmupDecay | None:
+    """The WarmupDecay an optimizer (or the loss-scale optimizer around it) follows, or None for a fixed rate."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    schedule = getattr(inner, "_learning_rate", None)  # Keras keeps the schedule object there
+    return schedule if isinstance(schedule, WarmupDecay) else None
 
 
 def make_optimizer(name: str, rate, weight_decay: float = 0.0) -> keras.optimizers.Optimizer:

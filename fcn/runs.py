@@ -42,6 +42,9 @@ class RunState:
     # Wall-clock seconds of training over the whole run, resumes included; whether a time budget ended it.
     seconds: float = 0.0
     stopped_by_budget: bool = False
+    # With a time budget and a decaying learning rate: the epochs the schedule spans, fixed from the measured
+    # epoch time after the first epochs (fcn/optim.py plan_epochs); a resume keeps it. None until then.
+    schedule_epochs: int | None = None
     history: list[dict] = field(default_factory=list)
 
     def is_improvement(self, value) -> bool:

@@ -5,7 +5,6 @@ epoch after its last finished one, with the data order and augmentation that epo
 finished run says so (pass a larger --epochs to continue it).
 """
 
-import contextlib
 import dataclasses
 import gc
 import json
@@ -19,6 +18,7 @@ import keras
 import tensorflow as tf
 
 from fcn import callbacks, distribute, modelfile, optim
+from fcn import precision as precisions
 from fcn.data import get_dataset, pipeline
 from fcn.data.class_weights import WEIGHTINGS, cached_median_frequency_weights
 from fcn.data.pipeline import Augmentation, make_dataset
@@ -73,7 +73,9 @@ class TrainConfig:
     max_val_images: int | None = None
     # Frame file names (e.g. "um_000000.png") kept out of training and validation, e.g. a held-out test copy.
     exclude_frames: list[str] = field(default_factory=list)
-    mixed_precision: bool = False
+    # "float32", "bfloat16" (Keras' mixed_bfloat16: CPUs with native bfloat16), "float16" (mixed_float16: GPUs)
+    # or "auto", which is resolved here to one of those (fcn/precision.py), so the run records what it used.
+    precision: str = "float32"
     jit_compile: bool = False
     # Wall-clock budget of the whole run in minutes (None: no budget): training stops cleanly at the end of
     # the last epoch that fits, with every file complete (see fcn/callbacks.py CommitEpoch).
@@ -86,6 +88,9 @@ class TrainConfig:
     def __post_init__(self):
         # Every setting is checked here, before any work starts, with a message naming it.
         self.image_size = tuple(int(v) for v in self.image_size)
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder {self.encoder!r}; choose from {sorted(ENCODERS)}")
+        self.precision = precisions.choose(self.precision, self.encoder)
         if self.scale_range is not None:
             self.scale_range = tuple(float(v) for v in self.scale_range)
             Augmentation(scale_range=self.scale_range)  # checks the range
@@ -121,8 +126,6 @@ class TrainConfig:
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         get_dataset(self.dataset)  # unknown names raise, listing the known ones
-        if self.encoder not in ENCODERS:
-            raise ValueError(f"unknown encoder {self.encoder!r}; choose from {sorted(ENCODERS)}")
         if self.weights is not None and self.encoder == "vgg16_mini":
             raise ValueError("pretrained weights do not exist for encoder 'vgg16_mini'; use weights=None")
 
@@ -146,7 +149,15 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path) -> "TrainConfig":
-        return cls(**json.loads(Path(path).read_text()))
+        return cls(**upgrade_saved_config(json.loads(Path(path).read_text())))
+
+
+def upgrade_saved_config(saved: dict) -> dict:
+    """A config.json of an earlier fcn in today's terms: `mixed_precision: true` was float16."""
+    saved = dict(saved)
+    if "mixed_precision" in saved:
+        saved.setdefault("precision", "float16" if saved.pop("mixed_precision") else "float32")
+    return saved
 
 
 def fast_config(**overrides) -> TrainConfig:
@@ -154,16 +165,6 @@ def fast_config(**overrides) -> TrainConfig:
     settings = dict(encoder="vgg16_mini", weights=None, image_size=(64, 192), batch_size=2, epochs=2,
                     learning_rate=1e-3, max_train_images=8, max_val_images=4)
     return TrainConfig(**{**settings, **overrides})
-
-
-@contextlib.contextmanager
-def _dtype_policy(mixed_precision: bool):
-    previous = keras.config.dtype_policy().name
-    keras.config.set_dtype_policy("mixed_float16" if mixed_precision else "float32")
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 def list_split(config: TrainConfig) -> tuple[list, list]:
@@ -204,9 +205,13 @@ def build_datasets(config: TrainConfig, first_epoch: int = 0):
     return train_ds, val_ds, train, val
 
 
-def compile_model(model: keras.Model, config: TrainConfig, num_classes: int, steps_per_epoch: int = 1) -> keras.Model:
-    """Optimizer and schedule of the config + masked cross-entropy; pixel accuracy and mean IoU skip ignore."""
-    rate = optim.learning_rate(config.learning_rate, config.lr_schedule, total_steps=config.epochs * steps_per_epoch,
+def compile_model(model: keras.Model, config: TrainConfig, num_classes: int, steps_per_epoch: int = 1,
+                  schedule_epochs: int | None = None) -> keras.Model:
+    """Optimizer and schedule of the config + masked cross-entropy; pixel accuracy and mean IoU skip ignore.
+
+    The schedule spans config.epochs, or `schedule_epochs` where a budget has sized it (RunState)."""
+    total_steps = (schedule_epochs or config.epochs) * steps_per_epoch
+    rate = optim.learning_rate(config.learning_rate, config.lr_schedule, total_steps=total_steps,
                                warmup_steps=round(config.warmup_epochs * steps_per_epoch))
     model.compile(
         optimizer=optim.make_optimizer(config.optimizer, rate, config.weight_decay),
@@ -222,7 +227,7 @@ def compile_model(model: keras.Model, config: TrainConfig, num_classes: int, ste
 def _check_same_run(run: RunFolder, config: TrainConfig) -> None:
     # Resuming with other settings would mix two runs in one history; only the epochs and minutes may grow,
     # and the strategy may change (a run begun on one machine can go on on several, or the other way round).
-    saved = json.loads(run.config.read_text())
+    saved = upgrade_saved_config(json.loads(run.config.read_text()))
     new = json.loads(json.dumps(dataclasses.asdict(config)))
     changed = sorted(key for key in new if key not in ("epochs", "minutes", "strategy") and saved.get(key) != new[key])
     if changed:
@@ -250,9 +255,9 @@ def train(config: TrainConfig, verbose: int | str = 2, extra_callbacks=()):
             if placement.is_chief:
                 run.finish(state)
             print(f"{run.path}: finished, {state.epochs_done} epochs in {state.seconds / 60:.1f} minutes "
-                  f"(pass more epochs{' or minutes' if state.stopped_by_budget else ''} to continue it)")
+                  f"({_how_to_continue(state)})")
             return modelfile.load_model(run.checkpoint(state.epochs_done)), state.history_columns()
-        print(f"{run.path}: resuming after epoch {state.epochs_done} of {config.epochs}")
+        print(f"{run.path}: resuming after epoch {state.epochs_done} of {state.schedule_epochs or config.epochs}")
     elif config.init_from is not None and not Path(config.init_from).is_file():  # needed to start, not to resume
         raise FileNotFoundError(f"{config.init_from}: model to start from (init_from) not found")
     state = state or RunState(monitor=callbacks.score_name(config.dataset), mode="max")
@@ -264,11 +269,12 @@ def train(config: TrainConfig, verbose: int | str = 2, extra_callbacks=()):
     created = not run.path.exists()
     if placement.is_chief:
         run.path.mkdir(parents=True, exist_ok=True)
-    commit = callbacks.CommitEpoch(run, state, dataclasses.asdict(config), _model_info(config), config.minutes,
-                                   placement)
     try:
-        with _dtype_policy(config.mixed_precision), placement.scope():
+        with precisions.dtype_policy(config.precision), placement.scope():
             model = _resume_or_build(run, state, config, info.num_classes, steps)
+            commit = callbacks.CommitEpoch(run, state, dataclasses.asdict(config), _model_info(config),
+                                           config.minutes, placement, optim.decay_schedule(model.optimizer), steps,
+                                           config.epochs)
             fit_callbacks = [
                 keras.callbacks.TerminateOnNaN(),
                 callbacks.ValidationScore(val_samples, info, config.image_size),
@@ -289,22 +295,28 @@ def train(config: TrainConfig, verbose: int | str = 2, extra_callbacks=()):
 
 def _is_finished(state: RunState, config: TrainConfig) -> bool:
     # Done when every epoch is, or when another epoch as long as the last one would overrun the budget.
-    if state.epochs_done >= config.epochs:
+    if state.epochs_done >= min(config.epochs, state.schedule_epochs or config.epochs):
         return True
     last_epoch = state.history[-1].get("seconds", 0.0) if state.history else 0.0
     return config.minutes is not None and state.seconds + last_epoch > 60 * config.minutes
 
 
+def _how_to_continue(state: RunState) -> str:
+    if state.schedule_epochs is not None and state.epochs_done >= state.schedule_epochs:
+        return "its learning-rate schedule, sized by the budget, has ended; start a new run to train longer"
+    return f"pass more epochs{' or minutes' if state.stopped_by_budget else ''} to continue it"
+
+
 def _model_info(config: TrainConfig) -> dict:
     info = get_dataset(config.dataset)
     return modelfile.model_info(config.dataset, info.class_names, config.image_size, config.encoder,
-                                road_class=info.road_class)
+                                road_class=info.road_class, precision=config.precision)
 
 
 def _resume_or_build(run: RunFolder, state: RunState, config: TrainConfig, num_classes: int,
                      steps_per_epoch: int) -> keras.Model:
     model = build_fcn8(num_classes, encoder=config.encoder, weights=None if state.epochs_done else config.weights)
-    compile_model(model, config, num_classes, steps_per_epoch)
+    compile_model(model, config, num_classes, steps_per_epoch, state.schedule_epochs)
     if state.epochs_done:
         # Weights and the optimizer's state (moments, step count, loss scale) from the last checkpoint; the
         # compile settings are the config's own, which _check_same_run has found unchanged.
