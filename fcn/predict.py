@@ -301,6 +301,20 @@ def write_bev_predictions(model, lookups, output_dir, image_size=None, road_id: 
     return written
 
 
+def road_views(model, sample, calib_dir, image_size=None, road_id: int = 1) -> dict[str, np.ndarray]:
+    """One labelled KITTI Road frame in both views, the arrays viz.plot_road_views draws.
+
+    Returns:
+        image (H, W, 3) uint8 RGB, confidence (H, W) uint8, and their bird's-eye views confidence_bev (800, 400)
+        uint8 and gt_bev (800, 400, 3) uint8 RGB (the gt through the same lookup).
+    """
+    [(_, lookup)] = bev_lookups([sample.image], calib_dir)
+    image = read_rgb(sample.image)
+    confidence = predict_road_confidence(model, image, image_size, road_id)
+    return {"image": image, "confidence": confidence, "confidence_bev": bev.to_bev(confidence, lookup),
+            "gt_bev": bev.to_bev(kitti_road.read_gt(sample.label), lookup)}
+
+
 def evaluate_road_views(model, samples, calib_dir, image_size=None, progress=False, road_id: int = 1,
                         tta_scales=(1.0,), tta_flip: bool = False) -> dict[str, dict[str, dict]]:
     """`evaluate_road` in both views from one prediction per frame: {"perspective": ..., "bev": ...}.

@@ -148,3 +148,49 @@ def test_synthetic_calib_puts_the_ego_road_in_front_of_the_car(road_root):
         ahead = gt[-100:, 180:220]  # z 6 to 11 m, x -1 to 1 m
         assert (ahead[..., 2] > 0).mean() > 0.9, sample.name
 
+
+
+def constant_road_model(p_road: float):
+    """A model that says "road, probability p_road" at every pixel: its scores are known by hand."""
+    import keras
+
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs))
+    logit = np.log(p_road / (1 - p_road))
+    model.layers[-1].set_weights([np.zeros((1, 1, 3, 2), np.float32), np.array([0.0, logit], np.float32)])
+    return model
+
+
+def test_evaluate_road_views_scores_bev_by_metric_area(road_root):
+    # Every cell says road at 186/255: at the one useful threshold everything is road, so MaxF = 2q / (1 + q)
+    # with q the road fraction of the cells counted: BEV cells with a source pixel and valid gt.
+    samples = kitti_road.list_samples(road_root)
+    calib_dir = road_root / "training" / "calib"
+    scores = predict.evaluate_road_views(constant_road_model(0.73), samples, calib_dir)
+    assert list(scores) == ["perspective", "bev"]
+    assert scores["perspective"] == predict.evaluate_road(constant_road_model(0.73), samples)
+    counts = {}
+    for sample in samples:
+        lookup = bev.bev_lookup(bev.calib_path(calib_dir, sample.image.name), imageio.read_png_size(sample.image))
+        gt = bev.to_bev(imageio.read_rgb(sample.label), lookup)
+        valid = (gt[..., 0] > 0) & lookup.valid
+        road, total = counts.get(sample.category, (0, 0))
+        counts[sample.category] = (road + int((valid & (gt[..., 2] > 0)).sum()), total + int(valid.sum()))
+    for category, (road, total) in counts.items():
+        q = road / total
+        assert scores["bev"][f"{category}_road"]["MaxF"] == pytest.approx(2 * q / (1 + q), abs=1e-6)
+        assert scores["bev"][f"{category}_road"]["counts"]["totalPosNum"] == road
+    assert scores["bev"]["um_road"]["MaxF"] != pytest.approx(scores["perspective"]["um_road"]["MaxF"], abs=1e-4)
+
+
+def test_road_views_figure(road_root):
+    from fcn import viz
+
+    sample = kitti_road.list_samples(road_root)[0]
+    views = predict.road_views(constant_road_model(0.73), sample, road_root / "training" / "calib")
+    assert views["confidence"].shape == views["image"].shape[:2] and (views["confidence"] == 186).all()
+    assert views["confidence_bev"].shape == (800, 400) and views["gt_bev"].shape == (800, 400, 3)
+    assert set(np.unique(views["confidence_bev"])) == {0, 186}
+    fig = viz.plot_road_views(**views, title=sample.name)
+    assert len(fig.axes) == 3 and fig.axes[1].get_xlim() == (-10.0, 10.0)
+    assert fig._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"
