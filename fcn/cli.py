@@ -4,14 +4,16 @@
     fcn synth --dataset kitti_road --out-dir D  write a synthetic dataset in the real on-disk layout
     fcn train --dataset kitti_road --data-dir D --run-dir R [--epochs N] [--image-size HxW] [--fast]
     fcn predict --model R/best.keras --input DIR --output DIR [--format devkit|overlay|labels]
-    fcn predict --model M --input D/testing/image_2 --output DIR --format devkit-bev --calib-dir D/testing/calib
     fcn evaluate kitti-road --gt-dir D/training/gt_image_2 --results-dir R [--json]
-                 [--bev --calib-dir D/training/calib]   bird's-eye view too, as the leaderboard scores
-    fcn submit kitti-road --model M --data-dir D --output submission.zip   BEV maps of every test frame
     fcn evaluate segmentation --dataset camvid (--data-dir D [--split test] | --eval-dir DIR) --model M
     fcn data prepare {kitti_road,kitti_semantics,camvid,cityscapes} --dest D   download, verify, unpack, count
     fcn export --model M --format {tflite,saved_model} --output F [--quantize {none,fp16,int8} --calibration-dir D]
     fcn video --model M (--input VIDEO_OR_FRAME_DIR | --camera N) --output out.mp4 [--fps F]
+
+  KITTI Road in bird's-eye view (BEV), as the leaderboard scores it and its server accepts results:
+    fcn evaluate kitti-road --gt-dir D/training/gt_image_2 --results-dir R --bev --calib-dir D/training/calib
+    fcn predict --model M --input D/testing/image_2 --output DIR --format devkit-bev --calib-dir D/testing/calib
+    fcn submit kitti-road --model M --data-dir D --output submission.zip   BEV maps of every testing frame
 """
 
 import argparse
