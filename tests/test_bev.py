@@ -136,6 +136,18 @@ def test_bev_scores_of_stored_maps_match_devkit(case, kitti_road_bev_oracles):
         assert metrics.road_percent_strings(scores) == category_expected["printed_percent"]
 
 
+def test_cells_without_source_pixel_are_never_counted(lookups):
+    # An all-road gt (valid everywhere in the image) still counts only the cells the camera sees.
+    lookup = lookups["uu_000003"]
+    gt = np.zeros((375, 1242, 3), np.uint8)
+    gt[...] = (255, 0, 255)
+    gt[:, :600] = (255, 0, 0)  # left half not road
+    confidence = np.full((375, 1242), 200, np.uint8)
+    pos, neg = metrics.bev_histograms(gt, confidence, lookup)
+    assert pos.sum() + neg.sum() == lookup.valid.sum() and pos[200] == pos.sum() and neg[200] == neg.sum()
+    assert pos.sum() == (lookup.valid & (lookup.cols >= 600)).sum()
+
+
 @pytest.fixture(scope="module", params=BEV_CASES)
 def bev_end_to_end(request, kitti_road_root, kitti_road_oracles, kitti_road_bev_oracles):
     """(expected_bev.json, scores of the perspective maps through our transform and metric)."""
