@@ -9,6 +9,11 @@
     fcn data prepare {kitti_road,kitti_semantics,camvid,cityscapes} --dest D   download, verify, unpack, count
     fcn export --model M --format {tflite,saved_model} --output F [--quantize {none,fp16,int8} --calibration-dir D]
     fcn video --model M (--input VIDEO_OR_FRAME_DIR | --camera N) --output out.mp4 [--fps F]
+
+  KITTI Road in bird's-eye view (BEV), as the leaderboard scores it and its server accepts results:
+    fcn evaluate kitti-road --gt-dir D/training/gt_image_2 --results-dir R --bev --calib-dir D/training/calib
+    fcn predict --model M --input D/testing/image_2 --output DIR --format devkit-bev --calib-dir D/testing/calib
+    fcn submit kitti-road --model M --data-dir D --output submission.zip   BEV maps of every testing frame
 """
 
 import argparse
@@ -160,7 +165,10 @@ def _add_predict(sub):
     p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--input", required=True, help="folder of images")
     p.add_argument("--output", required=True, help="folder for the results")
-    p.add_argument("--format", default="devkit", choices=["devkit", "overlay", "labels"])
+    p.add_argument("--format", default="devkit", choices=["devkit", "overlay", "labels", "devkit-bev"],
+                   help="devkit-bev: the devkit result maps in bird's-eye view, as the KITTI server takes them "
+                        "(needs --calib-dir)")
+    p.add_argument("--calib-dir", metavar="DIR", help="with --format devkit-bev: the images' KITTI calib files")
     p.add_argument("--image-size", type=parse_image_size,
                    help="HEIGHTxWIDTH to run at (default: the size recorded in the model file)")
     add_tta_arguments(p)
@@ -173,6 +181,7 @@ def _add_evaluate(sub):
     road.add_argument("--gt-dir", required=True, help=".../data_road/training/gt_image_2")
     road.add_argument("--results-dir", required=True, help="8-bit confidence PNGs named like the gt files")
     road.add_argument("--json", action="store_true", help="print JSON (fractions) instead of a table")
+    _add_bev_arguments(road)
     seg = kinds.add_parser("segmentation", help="per-class IoU, mean IoU and pixel accuracy of a model")
     seg.add_argument("--dataset", required=True)
     where = seg.add_mutually_exclusive_group(required=True)
@@ -187,6 +196,25 @@ def _add_evaluate(sub):
     seg.add_argument("--seed", type=int, default=0)
     seg.add_argument("--json", action="store_true", help="print JSON (fractions) instead of a table")
     add_tta_arguments(seg)
+
+
+def _add_bev_arguments(road) -> None:
+    road.add_argument("--bev", action="store_true",
+                      help="also score in bird's-eye view, as the KITTI leaderboard does (needs --calib-dir)")
+    road.add_argument("--calib-dir", metavar="DIR", help="the frames' calib files, e.g. .../data_road/training/calib")
+
+
+def _add_submit(sub):
+    p = sub.add_parser("submit", help="a benchmark submission: every test frame, in the form its server accepts")
+    kinds = p.add_subparsers(dest="kind", required=True)
+    road = kinds.add_parser("kitti-road", help="KITTI Road: BEV road maps of every testing frame in one zip")
+    road.add_argument("--model", required=True, help=MODEL_HELP)
+    road.add_argument("--data-dir", required=True, help="the KITTI data_road folder (uses testing/image_2 and "
+                      "testing/calib)")
+    road.add_argument("--output", required=True, help="the zip archive to write, e.g. submission.zip")
+    road.add_argument("--image-size", type=parse_image_size,
+                      help="HEIGHTxWIDTH to run at (default: the size recorded in the model file)")
+    add_tta_arguments(road)
 
 
 def _add_synth(sub):
@@ -258,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="fcn", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_demo, _add_synth, _add_train, _add_predict, _add_evaluate, _add_data, _add_export, _add_video):
+    for add in (_add_demo, _add_synth, _add_train, _add_predict, _add_evaluate, _add_data, _add_export, _add_video,
+                _add_submit):
         add(sub)
     return parser
 
@@ -288,6 +317,8 @@ def run_predict(args) -> None:
     from fcn import predict
     from fcn.data import DATASETS
 
+    if args.format == "devkit-bev":
+        return _run_predict_bev(args)
     info = predict.read_model_info(args.model)  # checks the file before anything else is done
     images = predict.list_images(args.input)
     _check_output_folder(args.output)
@@ -309,6 +340,32 @@ def run_predict(args) -> None:
     print(f"wrote {len(written)} files to {args.output}")
 
 
+def _run_predict_bev(args) -> None:
+    """devkit result maps in bird's-eye view; every image's calib is read and checked before the model loads."""
+    from fcn import predict
+
+    predict.read_model_info(args.model)
+    images = predict.list_images(args.input)
+    _check_output_folder(args.output)
+    image_size = args.image_size or predict.run_image_size(args.model)
+    lookups = predict.bev_lookups(images, args.calib_dir)
+    model = predict.load_model(args.model)
+    road_id = predict.road_class_of(args.model, model)
+    written = predict.write_bev_predictions(model, lookups, args.output, image_size, road_id,
+                                            tta_scales=args.tta_scales, tta_flip=args.tta_flip)
+    print(f"wrote {len(written)} bird's-eye-view result maps to {args.output}")
+
+
+def run_submit(args) -> None:
+    from fcn import submit
+
+    result = submit.write_kitti_road_submission(args.model, args.data_dir, args.output, args.image_size,
+                                                tta_scales=args.tta_scales, tta_flip=args.tta_flip)
+    counts = ", ".join(f"{category} {count}" for category, count in result["frames"].items())
+    print(f"wrote {result['output']}: {sum(result['frames'].values())} bird's-eye-view road maps ({counts}), "
+          f"{result['bytes'] / 1e6:.1f} MB")
+
+
 def _check_output_folder(path) -> None:
     path = Path(path)
     if path.exists() and not path.is_dir():
@@ -321,6 +378,8 @@ def _check_output_folder(path) -> None:
 def run_evaluate(args) -> None:
     if args.kind == "segmentation":
         return run_evaluate_segmentation(args)
+    if args.bev:
+        return run_evaluate_road_bev(args)
     from fcn import metrics
 
     scores = metrics.evaluate_kitti_road(args.gt_dir, args.results_dir, progress=not args.json)
@@ -329,6 +388,23 @@ def run_evaluate(args) -> None:
         print(json.dumps({c: {k: s[k] for k in keys} for c, s in scores.items()}, indent=2))
     else:
         print(metrics.format_kitti_road_table(scores))
+
+
+def run_evaluate_road_bev(args) -> None:
+    """Both views: bird's-eye view first, so a missing or bad calib file stops the run before any scoring."""
+    from fcn import metrics
+
+    bev = metrics.evaluate_kitti_road_bev(args.gt_dir, args.results_dir, args.calib_dir, progress=not args.json)
+    perspective = metrics.evaluate_kitti_road(args.gt_dir, args.results_dir, progress=not args.json)
+    keys = ("MaxF", "AvgPrec", "PRE_wp", "REC_wp", "FPR_wp", "FNR_wp", "BestThresh")
+    if args.json:
+        views = {"perspective": perspective, "bev": bev}
+        print(json.dumps({view: {c: {k: s[k] for k in keys} for c, s in scores.items()}
+                          for view, scores in views.items()}, indent=2))
+    else:
+        print(metrics.format_kitti_road_table(perspective))
+        print()
+        print(metrics.format_kitti_road_table(bev, "bird's-eye view"))
 
 
 def run_evaluate_segmentation(args) -> None:
@@ -415,11 +491,13 @@ def run_video(args) -> None:
 
 
 COMMANDS = {"train": run_train, "predict": run_predict, "evaluate": run_evaluate, "synth": run_synth,
-            "demo": run_demo, "data": run_data, "export": run_export, "video": run_video}
+            "demo": run_demo, "data": run_data, "export": run_export, "video": run_video, "submit": run_submit}
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_calib_dir_given(parser, args)
     try:
         COMMANDS[args.command](args)
     except Exception as error:
@@ -430,6 +508,14 @@ def main(argv=None) -> int:
         return 0
     _stop_input_threads()
     return 1
+
+
+def _check_calib_dir_given(parser, args) -> None:
+    # BEV needs every frame's calibration: a usage error, reported before anything runs.
+    if getattr(args, "bev", False) and not args.calib_dir:
+        parser.error("evaluate kitti-road --bev needs --calib-dir (the frames' calib files)")
+    if getattr(args, "format", None) == "devkit-bev" and not args.calib_dir:
+        parser.error("predict --format devkit-bev needs --calib-dir (the images' calib files)")
 
 
 def _stop_input_threads() -> None:

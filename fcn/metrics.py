@@ -1,11 +1,12 @@
 """Segmentation metrics, reimplemented from the official evaluators and checked against their numbers."""
 
+import functools
 from pathlib import Path
 
 import numpy as np
 import tqdm
 
-from fcn import imageio
+from fcn import bev, imageio
 from fcn.data import cityscapes_labels, kitti_road, label_check
 
 # ---------------------------------------------------------------------------------------------------------
@@ -132,15 +133,40 @@ def evaluate_kitti_road(gt_dir, results_dir, categories=None, progress=False) ->
         results (their count and the first names); ImageFileError naming the file for a result of the wrong
         size or format, or a gt file with colours outside the gt encoding.
     """
-    gt_dir, results_dir = Path(gt_dir), Path(results_dir)
-    _check_folders(gt_dir, results_dir)
-    categories = _categories_to_evaluate(gt_dir, results_dir, categories)
-    pairs = {category: _result_pairs(gt_dir, results_dir, category) for category in categories}
-    _check_results_complete(pairs, gt_dir, results_dir)
+    pairs = _checked_pairs(Path(gt_dir), Path(results_dir), categories)
     return {
-        category: road_scores(*_pooled_histograms(pairs[category], category, progress))
-        for category in categories
+        category: road_scores(*_pooled_histograms(category_pairs, category, progress))
+        for category, category_pairs in pairs.items()
     }
+
+
+def evaluate_kitti_road_bev(gt_dir, results_dir, calib_dir, categories=None, progress=False) -> dict[str, dict]:
+    """`evaluate_kitti_road` in bird's-eye view, as the benchmark scores: gt and results go through each frame's
+    BEV lookup (fcn/bev.py, the devkit's transform) and only cells with a source pixel and valid gt count.
+
+    Args:
+        calib_dir: the frames' KITTI calib files (<cat>_<id>.txt), e.g. .../data_road/training/calib.
+    Raises:
+        As evaluate_kitti_road; FileNotFoundError naming the first missing calib file (all are checked before
+        any scoring); ValueError naming a malformed calib file or one that puts the road plane out of view.
+    """
+    pairs = _checked_pairs(Path(gt_dir), Path(results_dir), categories)
+    bev.check_calib_files([gt for category_pairs in pairs.values() for gt, _ in category_pairs], calib_dir)
+    histograms = functools.partial(_bev_image_histograms, calib_dir=Path(calib_dir))
+    return {
+        category: road_scores(*_pooled_histograms(category_pairs, category, progress, histograms))
+        for category, category_pairs in pairs.items()
+    }
+
+
+def bev_histograms(gt_rgb, confidence_u8, lookup: bev.BevLookup) -> tuple[np.ndarray, np.ndarray]:
+    """`confidence_histograms` in bird's-eye view: both maps (image-sized) through the lookup, validity folded in.
+
+    Cells without a source pixel are black (not valid) in the BEV gt already; ANDing the lookup's valid map as
+    well is the devkit's validMap, and keeps them out even for a gt whose corners are not black.
+    """
+    road, valid = road_gt_masks(bev.to_bev(gt_rgb, lookup))
+    return confidence_histograms(bev.to_bev(confidence_u8, lookup), road, valid & lookup.valid)
 
 
 def road_percent_strings(category_scores: dict) -> dict[str, str]:
@@ -153,10 +179,10 @@ def road_percent_strings(category_scores: dict) -> dict[str, str]:
     }
 
 
-def format_kitti_road_table(scores: dict[str, dict]) -> str:
+def format_kitti_road_table(scores: dict[str, dict], view: str = "perspective view") -> str:
     """A plain-text table of `evaluate_kitti_road` scores, one row per category, in percent."""
     lines = [
-        "KITTI Road, perspective view (percent)",
+        f"KITTI Road, {view} (percent)",
         f"{'category':<10}" + "".join(f"{key:>9}" for key in KITTI_ROAD_PRINTED),
     ]
     for category, category_scores in scores.items():
@@ -200,6 +226,15 @@ def _working_point_rates(tp, tn, fp, fn) -> dict[str, float]:
             "FNR_wp": fn / positives,
         }
     return {key: float(value) for key, value in rates.items()}
+
+
+def _checked_pairs(gt_dir: Path, results_dir: Path, categories) -> dict[str, list[tuple[Path, Path]]]:
+    """{category: (gt, result) paths} of the categories to evaluate, every result present."""
+    _check_folders(gt_dir, results_dir)
+    categories = _categories_to_evaluate(gt_dir, results_dir, categories)
+    pairs = {category: _result_pairs(gt_dir, results_dir, category) for category in categories}
+    _check_results_complete(pairs, gt_dir, results_dir)
+    return pairs
 
 
 def _check_folders(gt_dir: Path, results_dir: Path) -> None:
@@ -264,10 +299,11 @@ def _check_results_complete(pairs: dict[str, list], gt_dir: Path, results_dir: P
     )
 
 
-def _pooled_histograms(pairs, category: str, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+def _pooled_histograms(pairs, category: str, progress: bool, image_histograms=None) -> tuple[np.ndarray, np.ndarray]:
+    image_histograms = image_histograms or _image_histograms
     pos_total, neg_total = np.zeros(256, np.int64), np.zeros(256, np.int64)
     for gt_path, result_path in tqdm.tqdm(pairs, desc=category, unit="image", disable=not progress):
-        pos_hist, neg_hist = _image_histograms(gt_path, result_path)
+        pos_hist, neg_hist = image_histograms(gt_path, result_path)
         pos_total += pos_hist
         neg_total += neg_hist
     return pos_total, neg_total
@@ -275,17 +311,32 @@ def _pooled_histograms(pairs, category: str, progress: bool) -> tuple[np.ndarray
 
 def _image_histograms(gt_path: Path, result_path: Path) -> tuple[np.ndarray, np.ndarray]:
     road, valid = read_road_gt_masks(gt_path)
+    confidence = _read_confidence(result_path, gt_path, road.shape)
+    return confidence_histograms(confidence, road, valid)
+
+
+def _bev_image_histograms(gt_path: Path, result_path: Path, calib_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    gt_rgb = imageio.read_rgb(gt_path)
+    with label_check.naming_file(gt_path):
+        kitti_road.check_gt_colours(gt_rgb)
+    confidence = _read_confidence(result_path, gt_path, gt_rgb.shape[:2])
+    lookup = bev.bev_lookup(bev.calib_path(calib_dir, gt_path.name), gt_rgb.shape)
+    return bev_histograms(gt_rgb, confidence, lookup)
+
+
+def _read_confidence(result_path: Path, gt_path: Path, shape) -> np.ndarray:
+    """A result map, checked: 8-bit, single channel, the size of its gt."""
     confidence = imageio.read_unchanged(result_path)
     if confidence.ndim != 2 or confidence.dtype != np.uint8:
         raise imageio.ImageFileError(
             f"{result_path}: expected an 8-bit single-channel PNG, got {confidence.dtype} of shape {confidence.shape}"
         )
-    if confidence.shape != road.shape:
+    if confidence.shape != tuple(shape):
         raise imageio.ImageFileError(
             f"{result_path}: size {confidence.shape[1]}x{confidence.shape[0]} (WxH) differs from its gt "
-            f"{gt_path.name}, {road.shape[1]}x{road.shape[0]}"
+            f"{gt_path.name}, {shape[1]}x{shape[0]}"
         )
-    return confidence_histograms(confidence, road, valid)
+    return confidence
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from fcn import metrics, modelfile, tflite_runner, viz
+from fcn import bev, metrics, modelfile, tflite_runner, viz
 from fcn.data import DatasetInfo, kitti_road
 from fcn.imageio import ImageFileError, read_png_size, read_rgb, write_png
 
@@ -257,6 +257,83 @@ def write_predictions(model, image_paths, output_dir, image_size=None, output_fo
             array = viz.overlay(image, labels, palette) if output_format == "overlay" else labels
         written.append(write_png(target, array.astype(np.uint8)))
     return written
+
+
+def bev_lookups(image_paths, calib_dir) -> list[tuple[Path, bev.BevLookup]]:
+    """Each KITTI Road image with the BEV lookup of its calib file (calib_dir/<cat>_<id>.txt).
+
+    Every calib file is checked (present, well-formed, road plane in view) before any is used, so a bad one
+    stops a run before the model is loaded; errors name the file.
+    """
+    image_paths = [Path(path) for path in image_paths]
+    bev.check_calib_files([path.name for path in image_paths], calib_dir)
+    return [(path, bev.bev_lookup(bev.calib_path(calib_dir, path.name), read_png_size(path)))
+            for path in image_paths]
+
+
+def predict_bev_confidence(model, image: np.ndarray, lookup: bev.BevLookup, image_size=None, road_id: int = 1,
+                           tta_scales=(1.0,), tta_flip: bool = False) -> np.ndarray:
+    """The devkit result map of an image in bird's-eye view: (800, 400) uint8, 0 where no source pixel.
+
+    The 8-bit perspective map (predict_road_confidence) goes through the devkit's transform, exactly as
+    transform2BEV.py turns a perspective result file into the form the KITTI server takes.
+    """
+    confidence = predict_road_confidence(model, image, image_size, road_id, tta_scales=tta_scales, tta_flip=tta_flip)
+    return bev.to_bev(confidence, lookup)
+
+
+def write_bev_predictions(model, lookups, output_dir, image_size=None, road_id: int = 1, progress=True,
+                          tta_scales=(1.0,), tta_flip: bool = False) -> list[Path]:
+    """`write_predictions` in devkit format, transformed to bird's-eye view: one 800x400 PNG per image, named
+    like the gt (um_000000.png -> um_road_000000.png).
+
+    Args:
+        lookups: (image path, BevLookup) pairs from bev_lookups.
+    """
+    lookups = list(lookups)
+    for path, _ in lookups:
+        check_image_size(path, image_size)
+    written = []
+    for path, lookup in tqdm(lookups, desc="predict (BEV)", disable=not progress):
+        confidence = predict_bev_confidence(model, read_rgb(path), lookup, image_size, road_id,
+                                            tta_scales=tta_scales, tta_flip=tta_flip)
+        written.append(write_png(Path(output_dir) / kitti_road.gt_name(path.name), confidence))
+    return written
+
+
+def road_views(model, sample, calib_dir, image_size=None, road_id: int = 1) -> dict[str, np.ndarray]:
+    """One labelled KITTI Road frame in both views, the arrays viz.plot_road_views draws.
+
+    Returns:
+        image (H, W, 3) uint8 RGB, confidence (H, W) uint8, and their bird's-eye views confidence_bev (800, 400)
+        uint8 and gt_bev (800, 400, 3) uint8 RGB (the gt through the same lookup).
+    """
+    [(_, lookup)] = bev_lookups([sample.image], calib_dir)
+    image = read_rgb(sample.image)
+    confidence = predict_road_confidence(model, image, image_size, road_id)
+    return {"image": image, "confidence": confidence, "confidence_bev": bev.to_bev(confidence, lookup),
+            "gt_bev": bev.to_bev(kitti_road.read_gt(sample.label), lookup)}
+
+
+def evaluate_road_views(model, samples, calib_dir, image_size=None, progress=False, road_id: int = 1,
+                        tta_scales=(1.0,), tta_flip: bool = False) -> dict[str, dict[str, dict]]:
+    """`evaluate_road` in both views from one prediction per frame: {"perspective": ..., "bev": ...}.
+
+    BEV is what the KITTI leaderboard shows; calib_dir holds the samples' calib files (training/calib).
+    """
+    lookups = dict(bev_lookups([sample.image for sample in samples], calib_dir))
+    histograms = {"perspective": {}, "bev": {}}
+    for sample in tqdm(samples, desc="evaluate", disable=not progress):
+        gt_rgb = kitti_road.read_gt(sample.label)
+        confidence = predict_road_confidence(model, read_rgb(sample.image), image_size, road_id,
+                                             tta_scales=tta_scales, tta_flip=tta_flip)
+        road, valid = metrics.road_gt_masks(gt_rgb)
+        for view, (pos, neg) in (("perspective", metrics.confidence_histograms(confidence, road, valid)),
+                                 ("bev", metrics.bev_histograms(gt_rgb, confidence, lookups[sample.image]))):
+            total = histograms[view].setdefault(f"{sample.category}_road", [0, 0])
+            total[0], total[1] = total[0] + pos, total[1] + neg
+    return {view: {category: metrics.road_scores(pos, neg) for category, (pos, neg) in sorted(view_histograms.items())}
+            for view, view_histograms in histograms.items()}
 
 
 def evaluate_road(model, samples, image_size=None, progress=False, road_id: int = 1,

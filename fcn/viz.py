@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from fcn import bev
 from fcn.imageio import write_bytes_atomic
 
 IGNORE_ID = 255
@@ -134,6 +135,39 @@ def plot_image_grid(rows: list[list[np.ndarray]], column_titles: list[str], row_
                 axes[r, c].set_title(column_titles[c], fontsize=9)
         if row_titles:
             axes[r, 0].set_ylabel(row_titles[r], fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_road_views(image: np.ndarray, confidence: np.ndarray, confidence_bev: np.ndarray, gt_bev: np.ndarray,
+                    title: str = "") -> InlineFigure:
+    """One KITTI Road frame in both views: the image with the predicted road, and in bird's-eye view the road
+    confidence beside the ground truth, on the benchmark's metric grid (x right, z ahead, metres).
+
+    Args:
+        image: (H, W, 3) uint8 RGB. confidence: (H, W) uint8 road confidence (the devkit result map).
+        confidence_bev: (800, 400) uint8, its BEV. gt_bev: (800, 400, 3) uint8 RGB, the gt's BEV (black = not
+            evaluated, which includes every cell the camera does not see).
+    """
+    height, width = image.shape[:2]
+    fig = InlineFigure(figsize=(13, 4.6))
+    axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [width / height, 0.62, 0.62]})
+    road = (confidence >= 128).astype(np.uint8)  # predicted road iff confidence >= 0.5
+    axes[0].imshow(overlay(image, road, np.array([[0, 0, 0], [255, 0, 255]], np.uint8)))
+    axes[0].set_title("perspective: predicted road (confidence >= 0.5)", fontsize=9)
+    axes[0].set_xticks([])
+    axes[0].set_yticks([])
+    extent = (*bev.X_RANGE, *bev.Z_RANGE)
+    axes[1].imshow(confidence_bev, cmap="gray", vmin=0, vmax=255, extent=extent)
+    axes[1].set_title("bird's-eye view: road confidence", fontsize=9)
+    axes[2].imshow(gt_bev, extent=extent)
+    axes[2].set_title("bird's-eye view: ground truth", fontsize=9)
+    for ax in axes[1:]:
+        ax.set_xlabel("x (m)", fontsize=8)
+        ax.set_ylabel("z, ahead (m)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 

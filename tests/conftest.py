@@ -45,6 +45,13 @@ def kitti_road_oracles() -> Path:
 
 
 @pytest.fixture(scope="session")
+def kitti_road_bev_oracles() -> Path:
+    """The devkit's bird's-eye-view output for the 12 full-resolution frames: BEV gt, valid maps, lookup tables,
+    BEV result maps and BEV scores of two cases."""
+    return _require(ORACLES / "kitti_road_bev")
+
+
+@pytest.fixture(scope="session")
 def camvid_root(shared_data) -> Path:
     """CamVid, SegNet layout: train + val with annotations and list files."""
     return _require(shared_data / "camvid")
