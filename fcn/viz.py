@@ -192,7 +192,8 @@ def add_legend(fig: Figure, class_names, palette: np.ndarray, columns: int = 6) 
 # with a colour-vision deficiency only by brightness as well, so the three differ in that too.
 ROAD_OUTCOME_COLOURS = {"true positive (road found)": (0, 200, 0), "false positive (road predicted, not road)":
                         (255, 40, 40), "false negative (road missed)": (40, 110, 255)}
-CORRECT_LEGEND = "correct (grey)"
+CORRECT_LEGEND = "correct (darkened)"
+CORRECT_BRIGHTNESS = 0.35
 _ERROR_ALPHA = 0.6
 
 
@@ -217,11 +218,12 @@ def road_error_map(image: np.ndarray, predicted_road: np.ndarray, labels: np.nda
 
 
 def class_error_map(image: np.ndarray, labels: np.ndarray, prediction: np.ndarray, palette: np.ndarray,
-                    alpha: float = 0.75) -> np.ndarray:
+                    alpha: float = 0.85) -> np.ndarray:
     """Right and wrong pixels of a many-class prediction, painted on an image.
 
-    Correct pixels turn grey, so the eye goes to the wrong ones, painted in the colour of the class they
+    Correct pixels are darkened, so the eye goes to the wrong ones, painted in the colour of the class they
     were taken for (a wall painted in the road colour was confused with road). Ignored pixels keep the image.
+    Darkening rather than greying: grey is a class colour (CamVid's sky, Cityscapes' building).
     Args:
         labels, prediction: (H, W) training ids (labels IGNORE_ID = not evaluated). palette: (C, 3) uint8 RGB.
     """
@@ -229,8 +231,7 @@ def class_error_map(image: np.ndarray, labels: np.ndarray, prediction: np.ndarra
     evaluated = labels != IGNORE_ID
     correct, wrong = evaluated & (labels == prediction), evaluated & (labels != prediction)
     painted = np.asarray(image, np.float32).copy()
-    grey = painted @ np.array([0.299, 0.587, 0.114], np.float32)
-    painted[correct] = 0.8 * grey[correct, None]  # darkened a little: grey stays apart from white classes
+    painted[correct] *= CORRECT_BRIGHTNESS
     colours = np.asarray(palette, np.float32)[np.where(wrong, prediction, 0)]
     painted[wrong] = (1 - alpha) * painted[wrong] + alpha * colours[wrong]
     return np.round(painted).astype(np.uint8)
@@ -260,5 +261,5 @@ def plot_error_gallery(images, error_maps, row_titles, class_names=None, palette
         names, colours = list(ROAD_OUTCOME_COLOURS), list(ROAD_OUTCOME_COLOURS.values())
     else:
         names = [CORRECT_LEGEND, *(f"taken for {name}" for name in class_names)]
-        colours = [(128, 128, 128), *np.asarray(palette).tolist()]
+        colours = [(40, 40, 40), *np.asarray(palette).tolist()]
     return add_legend(fig, names, np.asarray(colours, np.uint8), columns=3 if class_names is None else 5)

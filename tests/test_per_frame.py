@@ -116,15 +116,15 @@ def test_road_error_map_paints_each_outcome_and_leaves_the_rest():
     assert (painted[1] == image[1]).all()  # a true negative and ignored pixels (predicted or not) stay
 
 
-def test_class_error_map_greys_right_pixels_and_paints_wrong_ones_as_the_class_taken():
+def test_class_error_map_darkens_right_pixels_and_paints_wrong_ones_as_the_class_taken():
     image = np.zeros((1, 4, 3), np.uint8)
     image[:] = (200, 100, 50)
     palette = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], np.uint8)
     labels = np.array([[0, 1, 2, 255]], np.uint8)
     prediction = np.array([[0, 2, 2, 1]], np.uint8)
     painted = viz.class_error_map(image, labels, prediction, palette, alpha=1.0)
-    grey = round(0.8 * (0.299 * 200 + 0.587 * 100 + 0.114 * 50))
-    assert (painted[0, 0] == grey).all() and (painted[0, 2] == grey).all()
+    darkened = np.round(np.array([200, 100, 50]) * viz.CORRECT_BRIGHTNESS)
+    assert (painted[0, 0] == darkened).all() and (painted[0, 2] == darkened).all()
     assert (painted[0, 1] == palette[2]).all()  # road-truth pixel taken for class 2: class 2's colour
     assert (painted[0, 3] == image[0, 3]).all()  # ignored
     with pytest.raises(ValueError, match="sizes differ"):
@@ -246,7 +246,7 @@ def test_predict_errors_writes_one_map_per_image(camvid, tmp_path):
         image, errors = read_rgb(image_path), read_rgb(tmp_path / "errors" / image_path.name)
         ignored = get_dataset("camvid").read_label(data / "testannot" / image_path.name) == 255
         assert errors.shape == image.shape and (errors[ignored] == image[ignored]).all()
-        assert not (errors == image).all()  # every pixel evaluated is painted grey or in a class colour
+        assert not (errors == image).all()  # every pixel evaluated is darkened or painted
 
 
 def test_predict_errors_on_a_road_model_paints_road_outcomes(road_data, tmp_path):
