@@ -7,6 +7,7 @@ are reported, not how good the model is.
 
 import csv
 import math
+import shlex
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,9 @@ import pytest
 
 import fcn.model
 import fcn.modelfile
-from fcn import metrics, per_frame, viz
+from conftest import REPO_ROOT
+
+from fcn import cli, metrics, per_frame, viz
 from fcn.data import get_dataset, kitti_road, synthetic
 from fcn.imageio import read_rgb, read_unchanged, write_png
 
@@ -279,3 +282,11 @@ def test_predict_errors_refuses_missing_or_mismatched_ground_truth(camvid, tmp_p
     assert not output.exists()  # the first frames were fine, and still nothing was written
     _one_line_error(_run_fcn(*args[:-2]), "--gt-dir")
     assert read_unchanged(data / "testannot" / names[2]).shape == (48, 80)
+
+
+def test_the_readme_commands_parse():
+    section = (REPO_ROOT / "README.md").read_text().split("### Where a model goes wrong")[1].split("\n### ")[0]
+    commands = [line for line in section.splitlines() if line.startswith("fcn ")]
+    assert len(commands) == 3
+    for command in commands:
+        cli.build_parser().parse_args(shlex.split(command)[1:])  # a renamed option exits here
