@@ -16,11 +16,10 @@ import cv2
 import keras
 import numpy as np
 import pytest
+from conftest import REPO_ROOT
 
 import fcn.model
 import fcn.modelfile
-from conftest import REPO_ROOT
-
 from fcn import cli, metrics, per_frame, viz
 from fcn.data import get_dataset, kitti_road, synthetic
 from fcn.imageio import read_rgb, read_unchanged, write_png
