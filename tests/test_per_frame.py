@@ -20,7 +20,8 @@ from conftest import REPO_ROOT
 
 import fcn.model
 import fcn.modelfile
-from fcn import cli, metrics, per_frame, viz
+from fcn import cli, experiment, metrics, per_frame, predict, viz
+from fcn.data import camvid as camvid_reader
 from fcn.data import get_dataset, kitti_road, synthetic
 from fcn.imageio import read_rgb, read_unchanged, write_png
 
@@ -289,3 +290,22 @@ def test_the_readme_commands_parse():
     assert len(commands) == 3
     for command in commands:
         cli.build_parser().parse_args(shlex.split(command)[1:])  # a renamed option exits here
+
+
+def test_worst_frames_figure_shows_the_lowest_scoring_frames(camvid, road_data, tmp_path):
+    data, model_path = camvid
+    road_model = _save_tiny_model(tmp_path / "road.keras", "kitti_road")
+    for info, samples, path in ((get_dataset("camvid"), camvid_reader.list_samples(data, "test"), model_path),
+                                (get_dataset("kitti_road"), kitti_road.list_samples(road_data), road_model)):
+        model = predict.load_model(path)
+        fig = experiment.worst_frames_figure(model, samples, info, IMAGE_SIZE, count=2)
+        titles = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
+        rows = []
+        if info.road_class is None:
+            predict.evaluate_segmentation(model, samples, info, IMAGE_SIZE, per_frame=rows)
+        else:
+            predict.evaluate_road(model, samples, IMAGE_SIZE, per_frame=rows)
+        key = "mean_iou" if info.road_class is None else "f_measure"
+        assert [row[key] for row in rows] == sorted(row[key] for row in rows)
+        assert [title.split("\n")[0] for title in titles] == [row["frame"] for row in rows[:2]]
+        assert len(fig.axes) == 4 and fig.legends  # image | errors for 2 frames, and the colours' legend
