@@ -4,8 +4,10 @@
     fcn synth --dataset kitti_road --out-dir D  write a synthetic dataset in the real on-disk layout
     fcn train --dataset kitti_road --data-dir D --run-dir R [--epochs N] [--image-size HxW] [--fast]
     fcn predict --model R/best.keras --input DIR --output DIR [--format devkit|overlay|labels]
-    fcn evaluate kitti-road --gt-dir D/training/gt_image_2 --results-dir R [--json]
+    fcn predict --model M --input DIR --output DIR --format errors --gt-dir GT   error maps against the truth
+    fcn evaluate kitti-road --gt-dir D/training/gt_image_2 --results-dir R [--json] [--per-frame F.csv]
     fcn evaluate segmentation --dataset camvid (--data-dir D [--split test] | --eval-dir DIR) --model M
+                              [--per-frame F.csv]   one row per frame, worst first
     fcn data prepare {kitti_road,kitti_semantics,camvid,cityscapes} --dest D   download, verify, unpack, count
     fcn export --model M --format {tflite,saved_model} --output F [--quantize {none,fp16,int8} --calibration-dir D]
     fcn video --model M (--input VIDEO_OR_FRAME_DIR | --camera N) --output out.mp4 [--fps F]
@@ -165,10 +167,13 @@ def _add_predict(sub):
     p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--input", required=True, help="folder of images")
     p.add_argument("--output", required=True, help="folder for the results")
-    p.add_argument("--format", default="devkit", choices=["devkit", "overlay", "labels", "devkit-bev"],
+    p.add_argument("--format", default="devkit", choices=["devkit", "overlay", "labels", "devkit-bev", "errors"],
                    help="devkit-bev: the devkit result maps in bird's-eye view, as the KITTI server takes them "
-                        "(needs --calib-dir)")
+                        "(needs --calib-dir); errors: true/false positives and misses (many classes: right/wrong) "
+                        "against --gt-dir")
     p.add_argument("--calib-dir", metavar="DIR", help="with --format devkit-bev: the images' KITTI calib files")
+    p.add_argument("--gt-dir", metavar="DIR", help="with --format errors: the input images' ground truth, named as "
+                   "in the model's dataset (e.g. training/gt_image_2 for KITTI Road)")
     p.add_argument("--image-size", type=parse_image_size,
                    help="HEIGHTxWIDTH to run at (default: the size recorded in the model file)")
     add_tta_arguments(p)
@@ -182,6 +187,7 @@ def _add_evaluate(sub):
     road.add_argument("--results-dir", required=True, help="8-bit confidence PNGs named like the gt files")
     road.add_argument("--json", action="store_true", help="print JSON (fractions) instead of a table")
     _add_bev_arguments(road)
+    add_per_frame_argument(road)
     seg = kinds.add_parser("segmentation", help="per-class IoU, mean IoU and pixel accuracy of a model")
     seg.add_argument("--dataset", required=True)
     where = seg.add_mutually_exclusive_group(required=True)
@@ -196,6 +202,14 @@ def _add_evaluate(sub):
     seg.add_argument("--seed", type=int, default=0)
     seg.add_argument("--json", action="store_true", help="print JSON (fractions) instead of a table")
     add_tta_arguments(seg)
+    add_per_frame_argument(seg)
+
+
+def add_per_frame_argument(p) -> None:
+    """--per-frame FILE.csv, for the evaluate commands."""
+    p.add_argument("--per-frame", metavar="FILE.csv",
+                   help="also write one row of scores per frame, worst first (KITTI Road: F-measure, precision "
+                        "and recall at each category's best threshold; many classes: pixel accuracy and IoUs)")
 
 
 def _add_bev_arguments(road) -> None:
@@ -314,6 +328,8 @@ def run_train(args) -> None:
 
 
 def run_predict(args) -> None:
+    if args.format == "errors" or args.gt_dir is not None:
+        return run_predict_errors(args)
     from fcn import predict
     from fcn.data import DATASETS
 
@@ -366,6 +382,57 @@ def run_submit(args) -> None:
           f"{result['bytes'] / 1e6:.1f} MB")
 
 
+def run_predict_errors(args) -> None:
+    from fcn import predict
+    from fcn.data import ground_truth_of
+
+    if args.format != "errors" or args.gt_dir is None:
+        raise ValueError("--format errors and --gt-dir go together: error maps need the ground truth")
+    info = _dataset_of_model(args.model)  # how its ground truth is named and read
+    images = predict.list_images(args.input)
+    if not Path(args.gt_dir).is_dir():
+        raise FileNotFoundError(f"{args.gt_dir}: ground-truth folder not found")
+    labels = [ground_truth_of(info, image, args.gt_dir) for image in images]
+    _check_output_folder(args.output)
+    image_size = args.image_size or predict.run_image_size(args.model)
+    model = predict.load_model(args.model)
+    predict.check_model_classes(args.model, model, info)
+    written = predict.write_error_maps(model, images, labels, args.output, info, image_size,
+                                       tta_scales=args.tta_scales, tta_flip=args.tta_flip)
+    print(f"wrote {len(written)} error maps to {args.output}")
+
+
+def _dataset_of_model(model_path):
+    from fcn import predict
+    from fcn.data import DATASETS
+
+    info = predict.read_model_info(model_path)
+    if info is None or info["dataset"] not in DATASETS:
+        what = "no fcn description in the model file" if info is None else f"unknown dataset {info['dataset']!r}"
+        raise ValueError(f"{model_path}: {what}, so how its ground truth is read is unknown")
+    return DATASETS[info["dataset"]]
+
+
+def _check_output_file(path) -> None:
+    """Refuse, before any work, an output file that cannot be written: one line naming it."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a folder; give a file name")
+    parent = next(p for p in path.parents if p.exists())
+    if not parent.is_dir():
+        raise NotADirectoryError(f"{path}: cannot be written, {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK):
+        raise PermissionError(f"{path}: cannot be written, {parent} is not writable")
+
+
+def _write_per_frame(args, rows: list[dict], columns) -> None:
+    from fcn import per_frame
+
+    per_frame.write_csv(args.per_frame, rows, columns)
+    print(f"wrote the scores of {len(rows)} frames, worst first, to {args.per_frame}",
+          file=sys.stderr if args.json else sys.stdout)
+
+
 def _check_output_folder(path) -> None:
     path = Path(path)
     if path.exists() and not path.is_dir():
@@ -378,46 +445,47 @@ def _check_output_folder(path) -> None:
 def run_evaluate(args) -> None:
     if args.kind == "segmentation":
         return run_evaluate_segmentation(args)
-    if args.bev:
-        return run_evaluate_road_bev(args)
-    from fcn import metrics
+    from fcn import metrics, per_frame
 
-    scores = metrics.evaluate_kitti_road(args.gt_dir, args.results_dir, progress=not args.json)
+    if args.per_frame:
+        _check_output_file(args.per_frame)
+    # Bird's-eye view first, so a missing or bad calib file stops the run before any other scoring.
+    bev = metrics.evaluate_kitti_road_bev(args.gt_dir, args.results_dir, args.calib_dir,
+                                          progress=not args.json) if args.bev else None
+    if args.per_frame:
+        scores, rows = per_frame.kitti_road_per_frame(args.gt_dir, args.results_dir, progress=not args.json)
+        _write_per_frame(args, rows, per_frame.ROAD_COLUMNS)
+    else:
+        scores = metrics.evaluate_kitti_road(args.gt_dir, args.results_dir, progress=not args.json)
     keys = ("MaxF", "AvgPrec", "PRE_wp", "REC_wp", "FPR_wp", "FNR_wp", "BestThresh")
     if args.json:
-        print(json.dumps({c: {k: s[k] for k in keys} for c, s in scores.items()}, indent=2))
-    else:
-        print(metrics.format_kitti_road_table(scores))
-
-
-def run_evaluate_road_bev(args) -> None:
-    """Both views: bird's-eye view first, so a missing or bad calib file stops the run before any scoring."""
-    from fcn import metrics
-
-    bev = metrics.evaluate_kitti_road_bev(args.gt_dir, args.results_dir, args.calib_dir, progress=not args.json)
-    perspective = metrics.evaluate_kitti_road(args.gt_dir, args.results_dir, progress=not args.json)
-    keys = ("MaxF", "AvgPrec", "PRE_wp", "REC_wp", "FPR_wp", "FNR_wp", "BestThresh")
-    if args.json:
-        views = {"perspective": perspective, "bev": bev}
-        print(json.dumps({view: {c: {k: s[k] for k in keys} for c, s in scores.items()}
-                          for view, scores in views.items()}, indent=2))
-    else:
-        print(metrics.format_kitti_road_table(perspective))
+        views = {"perspective": scores, "bev": bev}
+        table = {view: {c: {k: s[k] for k in keys} for c, s in view_scores.items()}
+                 for view, view_scores in views.items() if view_scores is not None}
+        print(json.dumps(table if bev is not None else table["perspective"], indent=2))
+        return
+    print(metrics.format_kitti_road_table(scores))
+    if bev is not None:
         print()
         print(metrics.format_kitti_road_table(bev, "bird's-eye view"))
 
 
 def run_evaluate_segmentation(args) -> None:
-    from fcn import metrics, predict
+    from fcn import metrics, per_frame, predict
     from fcn.data import get_dataset
 
     info = get_dataset(args.dataset)
+    if args.per_frame:
+        _check_output_file(args.per_frame)
     samples = _evaluation_samples(info, args)
     model = predict.load_model(args.model)
     predict.check_model_classes(args.model, model, info)
     image_size = args.image_size or predict.run_image_size(args.model)
+    rows = [] if args.per_frame else None
     scores = predict.evaluate_segmentation(model, samples, info, image_size, progress=not args.json,
-                                           tta_scales=args.tta_scales, tta_flip=args.tta_flip)
+                                           tta_scales=args.tta_scales, tta_flip=args.tta_flip, per_frame=rows)
+    if args.per_frame:
+        _write_per_frame(args, rows, per_frame.segmentation_columns(info.class_names))
     print(json.dumps(_nan_to_none(scores), indent=2) if args.json else metrics.format_segmentation_table(scores))
 
 

@@ -1,10 +1,10 @@
-"""Steps the multi-class notebooks share: choose the data explicitly, and build their figures."""
+"""Steps the notebooks share: choose the data explicitly, and build their figures."""
 
 from pathlib import Path
 
 import numpy as np
 
-from fcn import predict, viz
+from fcn import metrics, predict, viz
 from fcn.data import DatasetInfo, synthetic
 from fcn.imageio import read_rgb
 
@@ -74,3 +74,43 @@ def augmented_samples_figure(config, info: DatasetInfo, count: int = 3):
             break
     fig = viz.plot_image_grid(rows[:count], ["augmented image", "its mask painted on", "training ids (white = ignored)"])
     return viz.add_legend(fig, info.class_names, info.palette)
+
+
+def worst_frames_figure(model, samples, info: DatasetInfo, image_size, count: int = 3):
+    """The `count` lowest-scoring labelled samples, each beside its error map, its scores in its title.
+
+    KITTI Road frames are ranked by F-measure at their category's pooled MaxF threshold (fcn.per_frame), and
+    mapped at that threshold; many-class frames by their mean IoU. Every sample is scored once more here.
+    """
+    rows = []
+    if info.road_class is not None:
+        scores = predict.evaluate_road(model, samples, image_size, road_id=info.road_class, per_frame=rows)
+    else:
+        predict.evaluate_segmentation(model, samples, info, image_size, per_frame=rows)
+    by_name = {sample.name: sample for sample in samples}
+    images, maps, titles = [], [], []
+    for row in rows[:count]:
+        sample = by_name[row["frame"]]
+        image, labels = read_rgb(sample.image), info.read_label(sample.label)
+        if info.road_class is not None:
+            threshold_k = scores[row["category"]]["BestThresh_k"]
+            confidence = predict.predict_road_confidence(model, image, image_size, info.road_class)
+            maps.append(viz.road_error_map(image, metrics.road_predicted(confidence, threshold_k), labels,
+                                           info.road_class))
+        else:
+            prediction = predict.predict_labels(model, image, image_size)
+            maps.append(viz.class_error_map(image, labels, prediction, info.palette))
+        images.append(image)
+        titles.append(_frame_title(row))
+    names = None if info.road_class is not None else info.class_names
+    return viz.plot_error_gallery(images, maps, titles, names, info.palette)
+
+
+def _frame_title(row: dict) -> str:
+    if "f_measure" in row:
+        return f"{row['frame']}\nF {_percent(row['f_measure'])}, P {_percent(row['precision'])}, R {_percent(row['recall'])}"
+    return f"{row['frame']}\nmIoU {_percent(row['mean_iou'])}, acc {_percent(row['pixel_accuracy'])}"
+
+
+def _percent(value: float) -> str:
+    return "n/a" if np.isnan(value) else f"{100 * value:.1f} %"

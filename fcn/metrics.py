@@ -133,11 +133,49 @@ def evaluate_kitti_road(gt_dir, results_dir, categories=None, progress=False) ->
         results (their count and the first names); ImageFileError naming the file for a result of the wrong
         size or format, or a gt file with colours outside the gt encoding.
     """
+    frames = kitti_road_frame_histograms(gt_dir, results_dir, categories, progress)
+    return {category: road_scores(*pooled_histograms(category_frames)) for category, category_frames in frames.items()}
+
+
+def kitti_road_frame_histograms(gt_dir, results_dir, categories=None, progress=False) -> dict[str, list[tuple]]:
+    """Per frame, the confidence histograms `evaluate_kitti_road` pools (same arguments, checks and errors).
+
+    Returns:
+        {category: [(frame name, pos_hist, neg_hist), ...]}, frames sorted by name; a frame name is its
+        image's (um_road_000000.png -> um_000000).
+    """
     pairs = _checked_pairs(Path(gt_dir), Path(results_dir), categories)
-    return {
-        category: road_scores(*_pooled_histograms(category_pairs, category, progress))
-        for category, category_pairs in pairs.items()
-    }
+    return {category: _frame_histograms(category_pairs, category, progress) for category, category_pairs in pairs.items()}
+
+
+def pooled_histograms(frames) -> tuple[np.ndarray, np.ndarray]:
+    """(pos_hist, neg_hist) summed over (name, pos_hist, neg_hist) frames: a category's pixels pooled."""
+    pos_total, neg_total = np.zeros(256, np.int64), np.zeros(256, np.int64)
+    for _, pos_hist, neg_hist in frames:
+        pos_total += pos_hist
+        neg_total += neg_hist
+    return pos_total, neg_total
+
+
+def road_counts_at(pos_hist, neg_hist, threshold_k: int) -> dict[str, int]:
+    """TP, FP, FN, TN of histograms at the devkit's threshold index k (road_scores' BestThresh_k).
+
+    Binned exactly as `road_scores` bins, so the counts of frames add up to the pooled TP_wp, FP_wp, ...
+    """
+    pos_hist, neg_hist = _check_histogram(pos_hist, "pos_hist"), _check_histogram(neg_hist, "neg_hist")
+    if not 0 <= threshold_k < 256:
+        raise ValueError(f"threshold index must lie in [0, 256), got {threshold_k}")
+    fn, fp = _devkit_fn_fp(pos_hist, neg_hist)
+    fn, fp = int(fn[threshold_k]), int(fp[threshold_k])
+    return {"TP": int(pos_hist.sum()) - fn, "FP": fp, "FN": fn, "TN": int(neg_hist.sum()) - fp}
+
+
+def road_predicted(confidence_u8, threshold_k: int) -> np.ndarray:
+    """(H, W) bool: the pixels the devkit counts as predicted road at threshold index k (as road_counts_at)."""
+    confidence_u8 = np.asarray(confidence_u8)
+    if confidence_u8.dtype != np.uint8:
+        raise ValueError(f"expected uint8 confidences, got {confidence_u8.dtype}")
+    return _CONFIDENCES[confidence_u8] >= _THRESHOLDS[threshold_k]
 
 
 def evaluate_kitti_road_bev(gt_dir, results_dir, calib_dir, categories=None, progress=False) -> dict[str, dict]:
@@ -307,6 +345,19 @@ def _pooled_histograms(pairs, category: str, progress: bool, image_histograms=No
         pos_total += pos_hist
         neg_total += neg_hist
     return pos_total, neg_total
+
+
+def _frame_histograms(pairs, category: str, progress: bool) -> list[tuple]:
+    # 4 KB per frame: a category's frames are kept, so per-frame scores need no second reading.
+    return [
+        (_frame_name(gt_path, category), *_image_histograms(gt_path, result_path))
+        for gt_path, result_path in tqdm.tqdm(pairs, desc=category, unit="image", disable=not progress)
+    ]
+
+
+def _frame_name(gt_path: Path, category: str) -> str:
+    """um_road_000000.png -> um_000000, the image's name."""
+    return gt_path.stem.replace(f"{category}_", f"{category.split('_')[0]}_", 1)
 
 
 def _image_histograms(gt_path: Path, result_path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -16,6 +16,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from fcn import bev, metrics, modelfile, tflite_runner, viz
+from fcn import per_frame as per_frame_scores
 from fcn.data import DatasetInfo, kitti_road
 from fcn.imageio import ImageFileError, read_png_size, read_rgb, write_png
 
@@ -336,41 +337,85 @@ def evaluate_road_views(model, samples, calib_dir, image_size=None, progress=Fal
             for view, view_histograms in histograms.items()}
 
 
+def write_error_maps(model, image_paths, label_paths, output_dir, info: DatasetInfo, image_size=None,
+                     progress=True, tta_scales=(1.0,), tta_flip: bool = False) -> list[Path]:
+    """Predict every image and write its error map (viz.error_map against its ground truth) as <name>.png.
+
+    Every pair is checked first (sizes, and each ground truth read through the dataset's label reader), so
+    a bad file stops the command before anything is written.
+    """
+    image_paths, label_paths = list(image_paths), list(label_paths)
+    for image_path, label_path in zip(image_paths, label_paths, strict=True):
+        check_image_size(image_path, image_size)
+        _check_ground_truth(image_path, label_path, info)
+    written = []
+    for image_path, label_path in tqdm(list(zip(image_paths, label_paths, strict=True)), desc="errors",
+                                       disable=not progress):
+        image = read_rgb(image_path)
+        prediction = predict_labels(model, image, image_size, tta_scales=tta_scales, tta_flip=tta_flip)
+        errors = viz.error_map(image, info.read_label(label_path), prediction, info.palette, info.road_class)
+        written.append(write_png(Path(output_dir) / Path(image_path).with_suffix(".png").name, errors))
+    return written
+
+
+def _check_ground_truth(image_path, label_path, info: DatasetInfo) -> None:
+    # PNG sizes from the headers; a JPEG image is decoded to learn its size.
+    image_path, label_path = Path(image_path), Path(label_path)
+    image_shape = read_png_size(image_path) if image_path.suffix.lower() == ".png" else read_rgb(image_path).shape[:2]
+    label_shape = info.read_label(label_path).shape  # also refuses values outside the dataset's encoding
+    if tuple(label_shape) != tuple(image_shape):
+        raise ImageFileError(f"{label_path}: ground truth is {label_shape[1]}x{label_shape[0]} (WxH) but its image "
+                             f"{image_path.name} is {image_shape[1]}x{image_shape[0]}")
+
+
 def evaluate_road(model, samples, image_size=None, progress=False, road_id: int = 1,
-                  pooled: bool = False, tta_scales=(1.0,), tta_flip: bool = False) -> dict[str, dict]:
+                  pooled: bool = False, tta_scales=(1.0,), tta_flip: bool = False,
+                  per_frame: list | None = None) -> dict[str, dict]:
     """KITTI devkit scores (MaxF, AP, ...) of a model on labelled KITTI Road samples, per <cat>_road category.
 
     Probabilities are computed at each image's full size, as the benchmark requires. With pooled=True
     the result also has "urban_road": all categories' pixels together (the benchmark's URBAN_ROAD).
-    tta_scales, tta_flip: test-time augmentation (see predict_scores).
+    tta_scales, tta_flip: test-time augmentation (see predict_scores). per_frame: a list that gets one row
+    per frame (fcn.per_frame.road_frame_row, at its category's threshold), worst first.
     """
-    histograms = {}
+    frames = {}
     for sample in tqdm(samples, desc="evaluate", disable=not progress):
         road, valid = metrics.read_road_gt_masks(sample.label)
         confidence = predict_road_confidence(model, read_rgb(sample.image), image_size, road_id,
                                              tta_scales=tta_scales, tta_flip=tta_flip)
-        pos, neg = metrics.confidence_histograms(confidence, road, valid)
-        total = histograms.setdefault(f"{sample.category}_road", [0, 0])
-        total[0], total[1] = total[0] + pos, total[1] + neg
+        frames.setdefault(f"{sample.category}_road", []).append(
+            (sample.name, *metrics.confidence_histograms(confidence, road, valid)))
+    frames = dict(sorted(frames.items()))
+    scores = {category: metrics.road_scores(*metrics.pooled_histograms(f)) for category, f in frames.items()}
+    if per_frame is not None:
+        per_frame.extend(per_frame_scores.road_frame_rows(frames, scores))
     if pooled:
-        histograms["urban_road"] = [sum(h[0] for h in histograms.values()), sum(h[1] for h in histograms.values())]
-    return {category: metrics.road_scores(pos, neg) for category, (pos, neg) in sorted(histograms.items())}
+        everything = [frame for category_frames in frames.values() for frame in category_frames]
+        scores["urban_road"] = metrics.road_scores(*metrics.pooled_histograms(everything))
+    return dict(sorted(scores.items()))
 
 
 def evaluate_segmentation(model, samples, info, image_size=None, progress=False, tta_scales=(1.0,),
-                          tta_flip: bool = False) -> dict:
+                          tta_flip: bool = False, per_frame: list | None = None) -> dict:
     """Per-class IoU, mean IoU, pixel accuracy (and the confusion matrix) over labelled samples, at full size.
 
     Args:
         info: the dataset's DatasetInfo (label reader, class names).
         tta_scales, tta_flip: test-time augmentation (see predict_scores).
+        per_frame: a list that gets one row per frame (fcn.per_frame.segmentation_frame_row), worst first.
     """
     if model.output_shape[-1] != info.num_classes:
         raise ValueError(f"the model has {model.output_shape[-1]} classes but {info.name} has {info.num_classes}")
     confusion = metrics.ConfusionMatrix(info.num_classes)
+    rows = []
     for sample in tqdm(samples, desc="evaluate", disable=not progress):
         labels = predict_labels(model, read_rgb(sample.image), image_size, tta_scales=tta_scales, tta_flip=tta_flip)
-        confusion.update(info.read_label(sample.label), labels)
+        truth = info.read_label(sample.label)
+        confusion.update(truth, labels)
+        if per_frame is not None:
+            rows.append(per_frame_scores.segmentation_frame_row(sample.name, truth, labels, info.class_names))
+    if per_frame is not None:
+        per_frame.extend(per_frame_scores.worst_first(rows, "mean_iou"))
     scores = metrics.segmentation_scores(confusion.matrix, info.class_names)
     if info.class_names == metrics.CITYSCAPES_CLASS_NAMES:
         # Cityscapes-labelled data (Cityscapes, KITTI semantics) also gets the official 7 category scores.

@@ -220,3 +220,80 @@ def add_legend(fig: Figure, class_names, palette: np.ndarray, columns: int = 6) 
     fig.legend(handles=handles, loc="lower center", ncol=min(columns, len(handles)), fontsize=8,
                bbox_to_anchor=(0.5, -0.02 - 0.04 * (len(handles) // columns)), frameon=False)
     return fig
+
+
+# Error maps: what each evaluated pixel's outcome was. Green, red and blue are told apart by most people
+# with a colour-vision deficiency only by brightness as well, so the three differ in that too.
+ROAD_OUTCOME_COLOURS = {"true positive (road found)": (0, 200, 0), "false positive (road predicted, not road)":
+                        (255, 40, 40), "false negative (road missed)": (40, 110, 255)}
+CORRECT_LEGEND = "correct (darkened)"
+CORRECT_BRIGHTNESS = 0.35
+_ERROR_ALPHA = 0.6
+
+
+def road_error_map(image: np.ndarray, predicted_road: np.ndarray, labels: np.ndarray, road_id: int = 1,
+                   alpha: float = _ERROR_ALPHA) -> np.ndarray:
+    """Road outcomes painted on an image: true positives green, false positives red, false negatives blue.
+
+    Args:
+        image: (H, W, 3) uint8 RGB. predicted_road: (H, W) bool. labels: (H, W) training ids, IGNORE_ID for
+            pixels never evaluated: those, and true negatives, are left as they are.
+    Returns:
+        (H, W, 3) uint8 RGB.
+    """
+    _check_error_map_shapes(image, labels, predicted_road)
+    evaluated, truth = labels != IGNORE_ID, labels == road_id
+    outcomes = (predicted_road & truth, predicted_road & ~truth, ~predicted_road & truth)
+    painted = np.asarray(image, np.float32).copy()
+    for mask, colour in zip(outcomes, ROAD_OUTCOME_COLOURS.values(), strict=True):
+        mask = mask & evaluated
+        painted[mask] = (1 - alpha) * painted[mask] + alpha * np.asarray(colour, np.float32)
+    return np.round(painted).astype(np.uint8)
+
+
+def class_error_map(image: np.ndarray, labels: np.ndarray, prediction: np.ndarray, palette: np.ndarray,
+                    alpha: float = 0.85) -> np.ndarray:
+    """Right and wrong pixels of a many-class prediction, painted on an image.
+
+    Correct pixels are darkened, so the eye goes to the wrong ones, painted in the colour of the class they
+    were taken for (a wall painted in the road colour was confused with road). Ignored pixels keep the image.
+    Darkening rather than greying: grey is a class colour (CamVid's sky, Cityscapes' building).
+    Args:
+        labels, prediction: (H, W) training ids (labels IGNORE_ID = not evaluated). palette: (C, 3) uint8 RGB.
+    """
+    _check_error_map_shapes(image, labels, prediction)
+    evaluated = labels != IGNORE_ID
+    correct, wrong = evaluated & (labels == prediction), evaluated & (labels != prediction)
+    painted = np.asarray(image, np.float32).copy()
+    painted[correct] *= CORRECT_BRIGHTNESS
+    colours = np.asarray(palette, np.float32)[np.where(wrong, prediction, 0)]
+    painted[wrong] = (1 - alpha) * painted[wrong] + alpha * colours[wrong]
+    return np.round(painted).astype(np.uint8)
+
+
+def error_map(image, labels, prediction, palette, road_class: int | None = None) -> np.ndarray:
+    """`road_error_map` for a road model (road_class set; prediction = class ids), else `class_error_map`."""
+    if road_class is not None:
+        return road_error_map(image, np.asarray(prediction) == road_class, labels, road_class)
+    return class_error_map(image, labels, prediction, palette)
+
+
+def _check_error_map_shapes(image, labels, prediction) -> None:
+    shapes = {"image": np.shape(image)[:2], "labels": np.shape(labels), "prediction": np.shape(prediction)}
+    if len(set(shapes.values())) != 1:
+        raise ValueError(f"sizes differ: {', '.join(f'{k} {v}' for k, v in shapes.items())}")
+
+
+def plot_error_gallery(images, error_maps, row_titles, class_names=None, palette=None) -> InlineFigure:
+    """Image | error map, one row per frame (row_titles: name and scores), with the legend of the outcomes.
+
+    class_names and palette: the colours of a `class_error_map`; None for road maps.
+    """
+    fig = plot_image_grid([list(pair) for pair in zip(images, error_maps, strict=True)],
+                          ["image", "errors"], list(row_titles))
+    if class_names is None:
+        names, colours = list(ROAD_OUTCOME_COLOURS), list(ROAD_OUTCOME_COLOURS.values())
+    else:
+        names = [CORRECT_LEGEND, *(f"taken for {name}" for name in class_names)]
+        colours = [(40, 40, 40), *np.asarray(palette).tolist()]
+    return add_legend(fig, names, np.asarray(colours, np.uint8), columns=3 if class_names is None else 5)

@@ -34,6 +34,9 @@ SCREENSHOTS = REPO_ROOT / "runs" / "browser"
 # 05 compares exports with deploy_report.format_comparison_table, MaxF per category too).
 TABLE_TEXT = {"01_kitti_road": "MaxF", "05_inference_export": "MaxF"}
 SEGMENTATION_TABLE_TEXT = "mean IoU"
+# The dataset notebooks end their evaluation with the worst validation frames and their error maps.
+WORST_FRAMES_FIGURE = "worst_frames"
+WORST_FRAMES_NOTEBOOKS = ("01_kitti_road", "02_kitti_semantic", "03_cityscapes", "04_camvid")
 NOTEBOOK_TIMEOUT_S = 900  # a fast-mode notebook takes one to two minutes on 2 cores
 # This test's JupyterLab settings: every cell in the DOM (JupyterLab 4 otherwise renders only the cells near
 # the viewport), no autosave (the page edits the parameters), no news or update checks (no network).
@@ -290,3 +293,18 @@ def test_notebook_runs_in_jupyterlab_and_shows_its_figures(notebook, lab, browse
     assert epoch_lines == [(str(e), fast_epochs) for e in range(1, fast_config().epochs + 1)], epoch_lines
     written = {path.name for path in figures_dir.glob("*.png")}
     assert written == _expected_figure_names(cells), f"figures written to {figures_dir}: {sorted(written)}"
+    if notebook.stem in WORST_FRAMES_NOTEBOOKS:
+        _check_worst_frames_gallery(cells, state, figures_dir)
+
+
+def _check_worst_frames_gallery(cells: list[dict], state: list[dict], figures_dir: Path) -> None:
+    """The gallery cell shows its image on the page, after the evaluation table, and saved it."""
+    saves = f'viz.save_figure(fig, "{WORST_FRAMES_FIGURE}"'
+    gallery = [i for i, cell in enumerate(cells) if saves in "".join(cell["source"])]
+    assert len(gallery) == 1, f"one cell saves {WORST_FRAMES_FIGURE}.png, found cells {gallery}"
+    shown = [image for image in state[gallery[0]]["images"] if image["complete"] and image["width"] > 0]
+    assert len(shown) == 1 and shown[0]["height"] > 200, f"the worst-frames gallery is not shown: {shown}"
+    table = next(i for i, cell in enumerate(state) if any(t in o["text"] for o in cell["outputs"]
+                                                          for t in ("MaxF", SEGMENTATION_TABLE_TEXT)))
+    assert gallery[0] > table, "the worst frames come after the evaluation scores"
+    assert (figures_dir / f"{WORST_FRAMES_FIGURE}.png").stat().st_size > 0

@@ -7,6 +7,12 @@ from pathlib import Path
 import numpy as np
 
 from fcn.data import camvid, cityscapes, cvc_kitti, kitti_road, kitti_semantics
+from fcn.imageio import ImageFileError
+
+
+def _same_name(image_name: str) -> str:
+    # CamVid, CVC and KITTI semantics name an image's label file like the image.
+    return Path(image_name).name
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,8 @@ class DatasetInfo:
     # An evaluation folder in the dataset's own layout: (folder, split or None) -> labelled samples.
     list_folder: Callable | None = None
     folder_layout: str = ""  # what that folder holds, for messages and help
+    # An image's file name -> the file name of its ground truth (in a folder of the dataset's label files).
+    label_name: Callable = _same_name
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -92,7 +100,8 @@ DATASETS = {
     "kitti_road": _info("kitti_road", kitti_road, _kitti_road_train_val, "data/kitti_road/data_road",
                         road_class=kitti_road.CLASS_NAMES.index("road"),
                         no_test="KITTI Road's testing/ frames have no ground truth",
-                        list_folder=_one_split(kitti_road.list_folder), folder_layout="image_2/ + gt_image_2/"),
+                        list_folder=_one_split(kitti_road.list_folder), folder_layout="image_2/ + gt_image_2/",
+                        label_name=kitti_road.gt_name),
     "camvid": _info("camvid", camvid, _official_train_val(camvid), "data/camvid",
                     more_splits={"test": lambda data_dir: camvid.list_samples(data_dir, "test")},
                     list_folder=_split_root(camvid, "<split>/ + <split>annot/"),
@@ -108,7 +117,7 @@ DATASETS = {
     "cityscapes": _info("cityscapes", cityscapes, _official_train_val(cityscapes), "data/cityscapes",
                         no_test="Cityscapes' test labels are not public",
                         list_folder=_split_root(cityscapes, "leftImg8bit/<split>/ + gtFine/<split>/"),
-                        folder_layout="leftImg8bit/<split>/ + gtFine/<split>/"),
+                        folder_layout="leftImg8bit/<split>/ + gtFine/<split>/", label_name=cityscapes.label_name),
 }
 
 
@@ -142,3 +151,15 @@ def list_eval_folder(info: DatasetInfo, folder, split: str | None = None) -> lis
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: evaluation folder not found ({info.name}: {info.folder_layout})")
     return info.list_folder(folder, split)
+
+
+def ground_truth_of(info: DatasetInfo, image, gt_dir) -> Path:
+    """The ground-truth file of an image in gt_dir, a folder of the dataset's label files (e.g. gt_image_2/).
+
+    Raises ValueError for an image name the dataset does not use, ImageFileError naming the file for a
+    missing ground truth.
+    """
+    label = Path(gt_dir) / info.label_name(Path(image).name)
+    if not label.is_file():
+        raise ImageFileError(f"{label}: ground truth missing for image {image}")
+    return label

@@ -45,6 +45,14 @@ class Sample(Frame):
         return self.name.split("_")[0]
 
 
+def label_name(image_name: str) -> str:
+    """The gtFine labelIds file name of an image: <stem>_leftImg8bit.png -> <stem>_gtFine_labelIds.png."""
+    image_name = Path(image_name).name
+    if not image_name.endswith(_IMAGE_SUFFIX):
+        raise ValueError(f"{image_name}: not a Cityscapes image name (<city>_<seq>_<frame>{_IMAGE_SUFFIX})")
+    return image_name[: -len(_IMAGE_SUFFIX)] + _LABEL_SUFFIX
+
+
 def label_path(root, split: str, stem: str) -> Path:
     """gtFine labelIds file of a frame."""
     return Path(root) / "gtFine" / split / stem.split("_")[0] / f"{stem}{_LABEL_SUFFIX}"
