@@ -54,7 +54,7 @@ FULL_RESOLUTION_DIRS = {"kitti_road": "kitti_road/data_road", "kitti_semantics":
 THRESHOLDS = {"kitti_road": (0.90, 0.93, 0.95), "camvid": (0.55, 0.60, 0.65), "kitti_semantics": (0.35, 0.40)}
 # --fast: synthetic data in the real layout, tiny images, two epochs (what CI runs).
 FAST = dict(image_size=(64, 96), epochs=3, batch_size=2, max_train_images=6, max_val_images=3)
-SYNTHETIC_SIZES = {"kitti_road": dict(images_per_category=5, test_images_per_category=1, scale=0.25),
+SYNTHETIC_SIZES = {"kitti_road": dict(images_per_category=7, test_images_per_category=1, scale=0.25),
                    "camvid": dict(train=8, val=3, test=0, height=96, width=128),
                    "kitti_semantics": dict(train=11, test=1, scale=0.25)}
 # Synthetic CamVid frames are named synth_NNNNNN: the fast mode holds back two of them instead.

@@ -23,15 +23,34 @@ def test_accuracy_benchmark_runs_and_reports(dataset, tmp_path):
     assert record["recipe"]["learning_rate"] == 0.003  # --set reached the recipe
     # Charts of the run: curves always; per-class IoU and confusion matrix where there are classes.
     charts = {"curves"} if dataset == "kitti_road" else {"curves", "class_iou", "confusion"}
-    assert sorted(record["figures"]) == sorted(str(tmp_path / "fig" / f"{dataset}-cpu_{c}.png") for c in charts)
+    expected = [str(tmp_path / "fig" / f"{dataset}-cpu_{c}.png") for c in charts]
+    assert sorted(record["figures"]) == sorted([*expected, str(tmp_path / "fig" / f"{dataset}_time_to_accuracy.png")])
     assert all(open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n" for path in record["figures"])
-    assert record["dataset"] == dataset and record["synthetic"] and record["epochs"] == 2
+    # The schedule was planned after epoch 2 and capped by the fast mode's 3 epochs.
+    assert record["dataset"] == dataset and record["synthetic"] and record["epochs"] == 3
+    assert record["schedule_epochs"] == 3 and record["precision"] in ("float32", "bfloat16")
     assert record["encoder"] == "mobilenet_v2" and record["image_size"] == [64, 96]
     assert 0 < record["minutes"] <= 5 and "cores" in record["machine"]
     # The reported value is the best epoch's validation score, recomputed from best.keras.
     with open(tmp_path / f"{dataset}-cpu" / "history.csv") as f:
         scores = [float(row[SCORE_COLUMN[dataset]]) for row in csv.DictReader(f)]
-    assert record["value"] == pytest.approx(max(scores), abs=1e-9)
+    # (A bfloat16 run scored its epochs with bfloat16 arithmetic; its model file is the float32 model.)
+    assert record["value"] == pytest.approx(max(scores), abs=1e-9 if record["precision"] == "float32" else 2e-3)
+    # Time to accuracy: per epoch the minutes so far and the score; the first minute at each threshold.
+    assert [point["score"] for point in record["curve"]] == pytest.approx(scores)
+    minutes = [point["minutes"] for point in record["curve"]]
+    assert minutes == sorted(minutes) and minutes[-1] == pytest.approx(record["minutes"], abs=0.01)
+    thresholds = {"kitti_road": ["0.9", "0.93", "0.95"], "camvid": ["0.55", "0.6", "0.65"],
+                  "kitti_semantics": ["0.35", "0.4"]}[dataset]
+    assert list(record["time_to"]) == thresholds
+    for threshold, minute in record["time_to"].items():
+        reached = [p["minutes"] for p in record["curve"] if p["score"] >= float(threshold)]
+        assert minute == (reached[0] if reached else None)
+    # The held-out frames were in neither split, and were scored on their own.
+    held_out = {"kitti_road": 12, "camvid": 2, "kitti_semantics": 4}[dataset]
+    assert record["held_out"]["frames"] == held_out and 0 <= record["held_out"]["value"] <= 1
+    config = json.loads((tmp_path / f"{dataset}-cpu" / "config.json").read_text())
+    assert len(config["exclude_frames"]) == held_out
     row = result.stdout.strip().splitlines()[-1]
     assert row.startswith(f"| {dataset} (synthetic) |") and f"{100 * record['value']:.1f}" in row
 

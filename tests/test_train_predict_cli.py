@@ -104,11 +104,11 @@ class _Interrupt(keras.callbacks.Callback):
             raise KeyboardInterrupt("simulated crash")
 
 
-@pytest.mark.parametrize("mixed_precision", [False, True])
-def test_interrupted_run_resumes_where_it_stopped(kitti_road_half_root, tmp_path, mixed_precision):
+@pytest.mark.parametrize("precision", ["float32", "float16"])
+def test_interrupted_run_resumes_where_it_stopped(kitti_road_half_root, tmp_path, precision):
+    mixed_precision = precision == "float16"
     config = fast_config(data_dir=str(kitti_road_half_root), run_dir=str(tmp_path / "run"), epochs=3,
-                         image_size=(32, 96), max_train_images=4, max_val_images=2,
-                         mixed_precision=mixed_precision)
+                         image_size=(32, 96), max_train_images=4, max_val_images=2, precision=precision)
     with pytest.raises(KeyboardInterrupt):
         train(config, verbose=0, extra_callbacks=[_Interrupt()])
     assert json.loads((tmp_path / "run" / "state.json").read_text())["epochs_done"] == 1
@@ -124,15 +124,16 @@ def test_interrupted_run_resumes_where_it_stopped(kitti_road_half_root, tmp_path
     assert not np.array_equal(model.get_layer("fc6").get_weights()[0], first_epoch.get_layer("fc6").get_weights()[0])
 
 
-@pytest.mark.parametrize("option", ["mixed_precision", "jit_compile", "class_balancing"])
+@pytest.mark.parametrize("option", ["float16", "bfloat16", "jit_compile", "class_balancing"])
 def test_training_options_run_on_cpu(kitti_road_half_root, tmp_path, option):
+    setting = {"precision": option} if option.endswith("float16") else {option: True}
     config = fast_config(data_dir=str(kitti_road_half_root), run_dir=str(tmp_path / option), epochs=1,
-                         image_size=(32, 96), max_train_images=4, max_val_images=2, **{option: True})
+                         image_size=(32, 96), max_train_images=4, max_val_images=2, **setting)
     model, history = train(config, verbose=0)
     assert math.isfinite(history["loss"][0]) and math.isfinite(history["val_loss"][0])
     assert model.output.dtype == "float32"
-    if option == "mixed_precision":
-        assert model.get_layer("fc6").compute_dtype == "float16"
+    if option.endswith("float16"):
+        assert model.get_layer("fc6").compute_dtype == option
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
     if option == "class_balancing":
         assert len(list((tmp_path / ".cache").glob("class_weights_2_*.json"))) == 1

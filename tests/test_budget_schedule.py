@@ -1,0 +1,120 @@
+"""A learning-rate schedule sized by the time budget: planned from measured epochs, ended at the budget on a slow
+and a fast (fake) clock, kept by a resume, and really followed by the compiled training step."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from fcn import callbacks, optim
+from fcn.data import synthetic
+from fcn.train import fast_config, train
+
+
+class FakeTime:
+    """Stands in for the `time` module of fcn.callbacks: every clock reading is `epoch_seconds` after the last,
+    so each epoch (one reading at its start, one at its end) lasts exactly that long."""
+
+    def __init__(self, epoch_seconds: float):
+        self.now, self.epoch_seconds = 1000.0, epoch_seconds
+
+    def monotonic(self) -> float:
+        self.now += self.epoch_seconds
+        return self.now
+
+
+class _CrashAfterEpoch(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt("simulated crash")
+
+
+@pytest.fixture(scope="module")
+def road_data(tmp_path_factory):
+    return synthetic.write_kitti_road(tmp_path_factory.mktemp("data"), images_per_category=3,
+                                      test_images_per_category=1, scale=0.25, seed=2)
+
+
+def _config(road_data, run_dir, minutes, **overrides):
+    # 2 training images, batch 2: one step per epoch.
+    settings = dict(data_dir=str(road_data), run_dir=str(run_dir), image_size=(32, 96), epochs=50,
+                    max_train_images=2, max_val_images=1, optimizer="adamw", weight_decay=1e-4,
+                    lr_schedule="cosine", warmup_epochs=1, minutes=minutes)
+    return fast_config(**{**settings, **overrides})
+
+
+def test_plan_fills_what_is_left_of_the_budget():
+    # 2 epochs done in 60 s, the last one 25 s long.
+    assert optim.plan_epochs(60.0, 25.0, minutes=10, epochs_done=2, max_epochs=1000) == 2 + 540 // 25
+    assert optim.plan_epochs(60.0, 25.0, minutes=10, epochs_done=2, max_epochs=12) == 12  # epochs cap it
+    assert optim.plan_epochs(60.0, 25.0, minutes=2, epochs_done=2, max_epochs=1000) == 4
+    assert optim.plan_epochs(200.0, 30.0, minutes=3, epochs_done=2, max_epochs=1000) == 2  # nothing left
+
+
+@pytest.mark.parametrize(("epoch_seconds", "minutes", "planned"), [(30.0, 3, 6), (5.0, 1, 12)])
+def test_the_run_ends_at_the_budget_with_the_rate_at_zero(road_data, tmp_path, monkeypatch, epoch_seconds, minutes,
+                                                          planned):
+    monkeypatch.setattr(callbacks, "time", FakeTime(epoch_seconds))
+    model, history = train(_config(road_data, tmp_path / "run", minutes), verbose=0)
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    # After epoch 2 (60 s on the slow clock, 10 s on the fast one) the rest of the budget holds 4 or 10 more.
+    assert state["schedule_epochs"] == planned and state["epochs_done"] == planned and state["stopped_by_budget"]
+    assert state["seconds"] == pytest.approx(planned * epoch_seconds) and state["seconds"] <= 60 * minutes
+    assert 60 * minutes - state["seconds"] < epoch_seconds  # nothing of the budget is left unused
+    schedule = optim.decay_schedule(model.optimizer)
+    assert schedule.total_steps == planned and int(model.optimizer.iterations.numpy()) == planned
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-12)  # cosine decayed to zero
+    assert len(history["loss"]) == planned
+
+
+def test_a_resume_keeps_the_planned_schedule(road_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(callbacks, "time", FakeTime(30.0))
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(road_data, tmp_path / "run", 3), verbose=0, extra_callbacks=[_CrashAfterEpoch(3)])
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["epochs_done"] == 3 and state["schedule_epochs"] == 6
+    # The machine is now 6 times faster: the plan stays (a resume never re-plans), the run ends with it.
+    monkeypatch.setattr(callbacks, "time", FakeTime(5.0))
+    model, history = train(_config(road_data, tmp_path / "run", 3), verbose=0)
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["epochs_done"] == 6 and state["schedule_epochs"] == 6 and len(history["loss"]) == 6
+    assert optim.decay_schedule(model.optimizer).total_steps == 6
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-12)
+
+
+
+def test_a_finished_budget_run_says_why_more_minutes_do_not_continue_it(road_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(callbacks, "time", FakeTime(30.0))
+    train(_config(road_data, tmp_path / "run", 3), verbose=0)
+    capsys.readouterr()
+    train(_config(road_data, tmp_path / "run", 30), verbose=0)
+    assert "its learning-rate schedule, sized by the budget, has ended" in capsys.readouterr().out
+
+
+def test_without_a_budget_the_schedule_spans_the_epochs(road_data, tmp_path):
+    model, _ = train(_config(road_data, tmp_path / "run", None, epochs=3), verbose=0)
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["schedule_epochs"] is None and state["epochs_done"] == 3
+    assert optim.decay_schedule(model.optimizer).total_steps == 3
+
+
+def test_a_resized_schedule_reaches_the_compiled_step_once_it_is_rebuilt():
+    # SGD without momentum moves a weight by exactly rate * gradient, so the rate a compiled step used shows.
+    schedule = optim.WarmupDecay(0.1, total_steps=100, warmup_steps=0)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False, kernel_initializer="ones")])
+    model.compile(optimizer=keras.optimizers.SGD(schedule), loss="mse")
+    x, y = np.ones((1, 1), np.float32), np.zeros((1, 1), np.float32)
+    model.train_on_batch(x, y)  # step 0 at rate 0.1: the weight moves
+    before = model.get_weights()[0].copy()
+    schedule.resize(1)  # the decay now ends at step 1: the rate of step 1 is 0
+    model.train_on_batch(x, y)
+    assert not np.array_equal(model.get_weights()[0], before)  # the compiled step still had total_steps=100 in it
+    before = model.get_weights()[0].copy()
+    model.make_train_function(force=True)
+    model.train_on_batch(x, y)
+    np.testing.assert_array_equal(model.get_weights()[0], before)  # rebuilt: rate 0, nothing moves
