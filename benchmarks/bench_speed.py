@@ -4,7 +4,8 @@
     .venv/bin/python benchmarks/bench_speed.py --fast          # seconds, tiny sizes (what CI runs)
 
 Sections (--sections picks some):
-  ceiling   sustained GFLOP/s of a large 3x3 convolution and a large matrix product: the machine's limit
+  ceiling   sustained GFLOP/s of a large 3x3 convolution and a large matrix product: the machine's limit, in
+            float32 and, where the CPU has native bfloat16 (fcn/precision.py), in bfloat16
   encoders  per encoder: forward and training-step images/s at the training size, forward at full KITTI size
             (375x1242), FLOPs per image (fcn/flops.py) and the achieved GFLOP/s as a share of the ceiling
   pipeline  the tf.data input pipeline alone (decode + augment + resize + batch), with and without the
@@ -16,7 +17,9 @@ Sections (--sections picks some):
             metric of each (MaxF per KITTI Road category, or mIoU) on the run's validation split
   settings  the training step of one encoder under the settings the field tunes, each in a fresh process
             (benchmarks/train_step_worker.py): XLA, oneDNN on/off, thread pools, batch size, Keras' JAX
-            backend; images/s and the share of the convolution ceiling
+            backend; images/s and the share of the convolution ceiling. Then every encoder in bfloat16
+            (Keras' mixed_bfloat16) against float32, forward and training step, each against the ceiling of its
+            own precision; a CPU without native bfloat16 is reported as such, not timed through emulation
   video     `fcn video` end to end (decode an mp4 -> network at the training size -> overlay -> encode) on a
             synthetic drive at KITTI's full size, per light encoder, Keras float32 and TFLite int8: frames/s
 Every figure is the median of --repeats timed calls (after one warm-up that pays for tracing/compilation),
@@ -43,7 +46,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fcn import export, flops, modelfile, predict, tflite_runner, video
+from fcn import export, flops, modelfile, precision, predict, tflite_runner, video
 from fcn.cli import parse_image_size
 from fcn.data import get_dataset, synthetic
 from fcn.imageio import write_bytes_atomic
@@ -67,6 +70,7 @@ SETTINGS = (
 )
 # The ceiling's kernels run this many times in a row per timed call (see measure_ceiling).
 CEILING_CHAIN = 4
+NO_BFLOAT16 = "no native bfloat16 on this CPU: not timed (it would be emulated, slower than float32)"
 VIDEO_ENCODERS = "vgg16_mini,mobilenet_v2,mobilenet_v3_large"
 # --fast: every section on tiny sizes, so CI proves the script runs end to end.
 FAST = dict(image_size=(64, 192), full_size=(96, 320), encoders="vgg16_mini", repeats=2, batch_size=2,
@@ -102,39 +106,48 @@ def spread(rate: dict, digits: int = 2) -> str:
 
 
 def measure_ceiling(conv_shape, matmul_size, repeats, chain=CEILING_CHAIN) -> dict:
-    """Sustained GFLOP/s of a large 3x3 convolution (channels in = out) and of a square matrix product.
+    """Sustained GFLOP/s of a large 3x3 convolution (channels in = out) and of a square matrix product, in float32
+    and, on a CPU with native bfloat16, in bfloat16 ("bfloat16": {conv3x3, matmul}, or a note why not).
 
     Each timed call runs `chain` of them back to back inside one graph, each on the last one's output, and
     returns only a sum: a single op per call measured its output's copy and the executor's start-up too, and
     its median swung between half and all of the machine's peak from one call to the next. The weights are
     scaled to keep the activations near 1 (denormal numbers would slow the arithmetic down).
     """
+    result = {**_ceiling_in(tf.float32, conv_shape, matmul_size, repeats, chain),
+              "conv_shape": list(conv_shape), "matmul_size": matmul_size, "chain": chain}
+    result["bfloat16"] = (_ceiling_in(tf.bfloat16, conv_shape, matmul_size, repeats, chain)
+                          if precision.has_native_bfloat16() else NO_BFLOAT16)
+    return result
+
+
+def _ceiling_in(dtype, conv_shape, matmul_size, repeats, chain) -> dict:
     rng = np.random.default_rng(0)
     batch, height, width, channels = conv_shape
-    images = tf.constant(rng.standard_normal(conv_shape, np.float32))
-    kernel = tf.constant((rng.standard_normal((3, 3, channels, channels)) / np.sqrt(9 * channels)).astype(np.float32))
-    a = tf.constant(rng.standard_normal((matmul_size, matmul_size), np.float32))
-    b = tf.constant((rng.standard_normal((matmul_size, matmul_size)) / np.sqrt(matmul_size)).astype(np.float32))
+    images = tf.cast(rng.standard_normal(conv_shape, np.float32), dtype)
+    kernel = tf.cast((rng.standard_normal((3, 3, channels, channels)) / np.sqrt(9 * channels)).astype(np.float32),
+                     dtype)
+    a = tf.cast(rng.standard_normal((matmul_size, matmul_size), np.float32), dtype)
+    b = tf.cast((rng.standard_normal((matmul_size, matmul_size)) / np.sqrt(matmul_size)).astype(np.float32), dtype)
 
     @tf.function
     def convolutions():
         x = images
         for _ in range(chain):
             x = tf.nn.conv2d(x, kernel, 1, "SAME")
-        return tf.reduce_sum(x)
+        return tf.reduce_sum(tf.cast(x, tf.float32))
 
     @tf.function
     def products():
         x = a
         for _ in range(chain):
             x = tf.linalg.matmul(x, b)
-        return tf.reduce_sum(x)
+        return tf.reduce_sum(tf.cast(x, tf.float32))
 
     conv_flops = chain * 2 * batch * height * width * 9 * channels * channels
     matmul_flops = chain * 2 * matmul_size**3
     return {"conv3x3": per_second(timed(lambda: convolutions().numpy(), repeats), conv_flops / 1e9),
-            "matmul": per_second(timed(lambda: products().numpy(), repeats), matmul_flops / 1e9),
-            "conv_shape": list(conv_shape), "matmul_size": matmul_size, "chain": chain}
+            "matmul": per_second(timed(lambda: products().numpy(), repeats), matmul_flops / 1e9)}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -331,6 +344,46 @@ def measure_settings(encoder, image_size, batch_size, repeats) -> list[dict]:
     return rows
 
 
+def measure_precisions(encoders, image_size, batch_size, repeats) -> list[dict]:
+    """Forward and training-step images/s of each encoder in float32 and bfloat16, each in a fresh worker process;
+    without native bfloat16 only float32 is timed and the bfloat16 row says why."""
+    rows = []
+    for encoder in encoders:
+        for name in ("float32", "bfloat16"):
+            if name == "bfloat16" and not precision.has_native_bfloat16():
+                rows.append({"encoder": encoder, "precision": name, "skipped": NO_BFLOAT16})
+                continue
+            command = [sys.executable, str(REPO_ROOT / "benchmarks" / "train_step_worker.py"), "--encoder", encoder,
+                       "--image-size", "x".join(map(str, image_size)), "--batch-size", str(batch_size),
+                       "--repeats", str(repeats), "--precision", name]
+            done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+            if done.returncode != 0:
+                raise RuntimeError(f"{encoder} in {name}: the worker failed: {done.stderr.strip().splitlines()[-1:]}")
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            forward_flops = flops.count_flops(build_fcn8(2, encoder=encoder, weights=None, input_shape=(*image_size, 3)))
+            rows.append({"encoder": encoder, **result, "gflop_per_image": forward_flops / 1e9})
+    return rows
+
+
+def precision_table(rows, ceiling) -> str:
+    """Each encoder's float32 and bfloat16 rates, the speed-up, and the share of its own precision's ceiling."""
+    lines = ["| encoder | precision | forward img/s | train img/s | train x float32 | forward % of ceiling | "
+             "train % of ceiling |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    base = {row["encoder"]: row for row in rows if row["precision"] == "float32"}
+    for row in rows:
+        if "skipped" in row:
+            lines.append(f"| {row['encoder']} | {row['precision']} | {row['skipped']} | | | | |")
+            continue
+        limit = (ceiling if row["precision"] == "float32" else ceiling["bfloat16"])["conv3x3"]["median"]
+        forward, train = row["forward_images_per_second"], row["images_per_second"]
+        share = [100 * rate["median"] * row["gflop_per_image"] * times / limit
+                 for rate, times in ((forward, 1), (train, flops.TRAINING_STEP_FORWARDS))]
+        lines.append(f"| {row['encoder']} | {row['precision']} | {spread(forward)} | {spread(train)} | "
+                     f"{train['median'] / base[row['encoder']]['images_per_second']['median']:.2f} | "
+                     f"{share[0]:.0f} | {share[1]:.0f} |")
+    return "\n".join(lines)
+
+
 def settings_table(rows, forward_flops, ceiling_gflops) -> str:
     lines = ["| setting | batch | train img/s | x defaults | % of ceiling |", "| --- | ---: | ---: | ---: | ---: |"]
     base = rows[0]["images_per_second"]["median"]
@@ -387,10 +440,14 @@ def video_table(rows, image_size) -> str:
 
 
 def ceiling_table(ceiling) -> str:
+    bf16 = ceiling["bfloat16"]
+    shape, chain = "x".join(map(str, ceiling["conv_shape"])), ceiling["chain"]
     return "\n".join([
-        "| kernel | shape | GFLOP/s |", "| --- | --- | ---: |",
-        f"| 3x3 convolution | {'x'.join(map(str, ceiling['conv_shape']))}, 3x3, {ceiling['chain']} in a row | {spread(ceiling['conv3x3'], 1)} |",
-        f"| matrix product | {ceiling['matmul_size']}^2, {ceiling['chain']} in a row | {spread(ceiling['matmul'], 1)} |"])
+        "| kernel | shape | GFLOP/s float32 | GFLOP/s bfloat16 |", "| --- | --- | ---: | ---: |",
+        f"| 3x3 convolution | {shape}, 3x3, {chain} in a row | {spread(ceiling['conv3x3'], 1)} | "
+        f"{spread(bf16['conv3x3'], 1) if isinstance(bf16, dict) else bf16} |",
+        f"| matrix product | {ceiling['matmul_size']}^2, {chain} in a row | {spread(ceiling['matmul'], 1)} | "
+        f"{spread(bf16['matmul'], 1) if isinstance(bf16, dict) else bf16} |"])
 
 
 def encoder_table(rows, ceiling_gflops, image_size, full_size) -> str:
@@ -494,7 +551,9 @@ def run(settings: dict, sections, fast: bool, xla_options=(False, True), model_p
             rows = measure_settings(encoder, image_size, batch_size, repeats)
             forward_flops = flops.count_flops(build_fcn8(2, encoder=encoder, weights=None,
                                                          input_shape=(*image_size, 3)))
-            done("settings_rows", rows, settings_table(rows, forward_flops, ceiling["conv3x3"]["median"]))
+            result["precision_rows"] = _released(measure_precisions, encoders, image_size, batch_size, repeats)
+            done("settings_rows", rows, settings_table(rows, forward_flops, ceiling["conv3x3"]["median"]) + "\n\n"
+                 + precision_table(result["precision_rows"], ceiling))
         if "video" in sections:
             rows = _released(measure_video, settings["video_encoders"].split(","), image_size, settings["full_size"],
                              settings["video_frames"], Path(work))

@@ -11,6 +11,7 @@ from conftest import REPO_ROOT
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 import bench_speed  # noqa: E402
 
+from fcn import precision  # noqa: E402
 from fcn.data import kitti_road, synthetic  # noqa: E402
 
 
@@ -45,6 +46,16 @@ def test_speed_benchmark_runs_every_section(tmp_path):
     assert [row["xla"] for row in settings] == [False, True, False, False, True, False, False]
     assert [row["batch_size"] for row in settings] == [2, 2, 2, 2, 2, 4, 2]
     assert settings[2]["onednn"] == "0" and all(row["images_per_second"]["median"] > 0 for row in settings)
+    # bfloat16 against float32, each in its own worker, and each against its own precision's ceiling.
+    float_row, bfloat_row = record["precision_rows"]
+    assert (float_row["encoder"], float_row["precision"]) == ("vgg16_mini", "float32")
+    assert float_row["images_per_second"]["median"] > 0 and float_row["forward_images_per_second"]["median"] > 0
+    if precision.has_native_bfloat16():
+        assert bfloat_row["precision"] == "bfloat16" and bfloat_row["images_per_second"]["median"] > 0
+        assert record["ceiling"]["bfloat16"]["conv3x3"]["median"] > 0
+    else:
+        assert bfloat_row["skipped"] == record["ceiling"]["bfloat16"] == bench_speed.NO_BFLOAT16
+    assert "| vgg16_mini | bfloat16 |" in record["tables"]["settings"]
     (video,) = record["video"]
     assert video["encoder"] == "vgg16_mini" and video["keras"] > 0 and video["tflite_int8"] > 0
     for table in record["tables"].values():
@@ -75,3 +86,23 @@ def test_a_stopped_run_keeps_the_sections_it_finished(tmp_path, monkeypatch):
         bench_speed.main(["--fast", "--no-xla", "--sections", "ceiling,encoders,pipeline", "--json", str(out)])
     record = json.loads(out.read_text())
     assert set(record["tables"]) == {"ceiling", "encoders"} and record["encoders"][0]["encoder"] == "vgg16_mini"
+
+
+def test_without_native_bfloat16_nothing_is_timed_in_it(monkeypatch):
+    monkeypatch.setattr(precision, "has_native_bfloat16", lambda flags=None: False)
+    ceiling = bench_speed.measure_ceiling((1, 8, 8, 8), 16, repeats=1)
+    assert ceiling["bfloat16"] == bench_speed.NO_BFLOAT16 and ceiling["conv3x3"]["median"] > 0
+    assert "not timed" in bench_speed.ceiling_table(ceiling)
+    started = []
+
+    def worker(command, **kwargs):  # a float32 worker's answer; a bfloat16 one must not be started
+        started.append(command[command.index("--precision") + 1])
+        rate = {"median": 2.0, "min": 1.0, "max": 3.0}
+        line = json.dumps({"precision": "float32", "images_per_second": rate, "forward_images_per_second": rate})
+        return subprocess.CompletedProcess(command, 0, stdout=line + "\n", stderr="")
+
+    monkeypatch.setattr(bench_speed.subprocess, "run", worker)
+    rows = bench_speed.measure_precisions(["vgg16_mini"], (32, 32), 1, 1)
+    assert started == ["float32"]
+    assert rows[1] == {"encoder": "vgg16_mini", "precision": "bfloat16", "skipped": bench_speed.NO_BFLOAT16}
+    assert bench_speed.NO_BFLOAT16 in bench_speed.precision_table(rows, ceiling)
