@@ -98,3 +98,25 @@ def check_training_batches(config, num_classes: int, expected_counts=None):
         values = set(np.unique(labels.numpy()).tolist())
         assert values <= set(range(num_classes)) | {255} and len(values) > 1
     return train, val
+
+
+def save_random_tiny_model(path, dataset: str, image_size):
+    """A vgg16_mini FCN-8 for `dataset` with random weights everywhere, saved as an fcn model file; returns it.
+
+    FCN's decoder starts at zero (uniform probabilities): random weights give varied predictions, so left and
+    right, or one frame and another, differ.
+    """
+    import keras
+    import numpy as np
+
+    import fcn
+    from fcn.data import get_dataset
+
+    keras.utils.set_random_seed(0)
+    info = get_dataset(dataset)
+    model = fcn.model.build_fcn8(info.num_classes, encoder="vgg16_mini", weights=None)
+    rng = np.random.default_rng(0)
+    model.set_weights([w if w.any() else rng.normal(0, 0.1, w.shape).astype(w.dtype) for w in model.get_weights()])
+    fcn.modelfile.save_model(model, path, fcn.modelfile.model_info(dataset, info.class_names, image_size,
+                                                                    "vgg16_mini", road_class=info.road_class))
+    return model

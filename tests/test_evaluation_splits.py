@@ -10,13 +10,11 @@ import shutil
 import subprocess
 import sys
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import save_random_tiny_model
 
-import fcn.model
-import fcn.modelfile
 from fcn import cli, predict
 from fcn.data import camvid as camvid_reader
 from fcn.data import get_dataset, synthetic
@@ -26,15 +24,7 @@ IMAGE_SIZE = (64, 96)  # the size the tiny model is recorded to run at
 
 
 def _save_tiny_model(path, dataset: str):
-    keras.utils.set_random_seed(0)
-    info = get_dataset(dataset)
-    model = fcn.model.build_fcn8(info.num_classes, encoder="vgg16_mini", weights=None)
-    # FCN's decoder starts at zero (uniform probabilities); random weights make left and right differ.
-    rng = np.random.default_rng(0)
-    model.set_weights([w if w.any() else rng.normal(0, 0.1, w.shape).astype(w.dtype) for w in model.get_weights()])
-    fcn.modelfile.save_model(model, path, fcn.modelfile.model_info(dataset, info.class_names, IMAGE_SIZE,
-                                                                    "vgg16_mini"))
-    return model
+    return save_random_tiny_model(path, dataset, IMAGE_SIZE)
 
 
 @pytest.fixture(scope="module")

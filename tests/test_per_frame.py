@@ -13,13 +13,10 @@ import subprocess
 import sys
 
 import cv2
-import keras
 import numpy as np
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, save_random_tiny_model
 
-import fcn.model
-import fcn.modelfile
 from fcn import cli, experiment, metrics, per_frame, predict, viz
 from fcn.data import camvid as camvid_reader
 from fcn.data import get_dataset, kitti_road, synthetic
@@ -200,14 +197,7 @@ def test_evaluate_per_frame_refuses_an_unwritable_file_before_any_work(road_data
 
 
 def _save_tiny_model(path, dataset: str):
-    keras.utils.set_random_seed(0)
-    info = get_dataset(dataset)
-    model = fcn.model.build_fcn8(info.num_classes, encoder="vgg16_mini", weights=None)
-    # FCN's decoder starts at zero (uniform probabilities); random weights give varied predictions.
-    rng = np.random.default_rng(0)
-    model.set_weights([w if w.any() else rng.normal(0, 0.1, w.shape).astype(w.dtype) for w in model.get_weights()])
-    fcn.modelfile.save_model(model, path, fcn.modelfile.model_info(dataset, info.class_names, IMAGE_SIZE,
-                                                                    "vgg16_mini", road_class=info.road_class))
+    save_random_tiny_model(path, dataset, IMAGE_SIZE)
     return path
 
 
