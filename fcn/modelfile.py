@@ -8,8 +8,10 @@ Loading needs fcn's layers registered with Keras: `import fcn` does that, after 
 `keras.models.load_model("best.keras")` works.
 """
 
+import errno
 import json
 import os
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -17,8 +19,11 @@ import keras
 
 import fcn.losses  # noqa: F401 - registers the custom loss and metric, for loading compiled models
 import fcn.model  # noqa: F401 - registers the custom layers
+from fcn.imageio import FileWriteError, reporting_write_errors
 
 INFO_MEMBER = "fcn.json"
+# What a write raises for lack of room: a full disk, a file-size limit, a full quota.
+NO_ROOM = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
 
 class ModelFileError(ValueError):
@@ -36,12 +41,14 @@ def save_model(model: keras.Model, path, info: dict | None = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.keras")  # Keras insists on the .keras suffix
-    model.save(tmp)
-    if info is not None:
-        with zipfile.ZipFile(tmp, "a") as archive:
-            archive.writestr(INFO_MEMBER, json.dumps(info, indent=2))
-    _fsync(tmp)
-    os.replace(tmp, path)
+    # A failed write (a full disk) leaves `path` as it was, removes the half-written file and names `path`.
+    with reporting_write_errors(path, tmp):
+        model.save(tmp)
+        if info is not None:
+            with zipfile.ZipFile(tmp, "a") as archive:
+                archive.writestr(INFO_MEMBER, json.dumps(info, indent=2))
+        _fsync(tmp)
+        os.replace(tmp, path)
     return path
 
 
@@ -79,5 +86,9 @@ def load_model(path, compile: bool = False) -> keras.Model:
     try:
         return keras.saving.load_model(path, compile=compile)
     except Exception as error:  # noqa: BLE001 - Keras reports a damaged archive in many ways
+        if isinstance(error, OSError) and error.errno in NO_ROOM:
+            # Keras unpacks the whole archive into a temporary folder to load it: a full disk, not a bad file.
+            raise FileWriteError(path, error, doing="cannot be loaded: unpacking it into the temporary folder "
+                                 f"{tempfile.gettempdir()} failed") from None
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelFileError(f"{path}: model file is corrupt or not an fcn model ({first_line})") from None
