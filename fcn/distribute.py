@@ -222,5 +222,6 @@ def lost_worker_message(error: BaseException, cluster: Cluster) -> str:
     others = [index for index in range(len(cluster.addresses)) if index != cluster.index]
     who = (f"worker {others[0]} of {len(cluster.addresses)} ({cluster.addresses[others[0]]}"
            f"{', the chief' if others[0] == 0 else ''})" if len(others) == 1 else "a worker of the cluster")
-    return (f"{who} was lost ({text[:200]}); the run folder keeps its last committed epoch: start every worker "
+    reason = text.rsplit(": ", 1)[-1][:200]  # e.g. "Connection reset by peer", after Gloo's source location
+    return (f"{who} was lost ({reason}); the run folder keeps its last committed epoch: start every worker "
             "again to resume")
