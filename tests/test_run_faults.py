@@ -296,3 +296,32 @@ def test_a_best_model_that_cannot_be_copied_leaves_the_earlier_one(tmp_path, mon
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     assert target.read_bytes() == b"the earlier best" and sorted(tmp_path.iterdir()) == [target, source]
+
+
+def test_a_video_cut_short_by_a_failed_write_is_not_published(tmp_path):
+    # OpenCV's writer reports nothing when its writes fail: the finished file is checked before it is renamed.
+    from fcn import video
+
+    output = tmp_path / "out.mp4"
+    output.write_bytes(b"an earlier video")
+    frames = np.random.default_rng(0).integers(0, 255, (30, 96, 128, 3), np.uint8)  # noise: compresses badly
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))
+    try:
+        with pytest.raises(OSError, match=f"^{output}: cannot write .the video came out incomplete"):
+            with video._VideoWriter(output, 10.0) as writer:
+                for frame in frames:
+                    writer.write(frame)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert output.read_bytes() == b"an earlier video" and sorted(tmp_path.iterdir()) == [output]
+    with video._VideoWriter(output, 10.0) as writer:  # with room: a whole video
+        for frame in frames:
+            writer.write(frame)
+    assert video.is_complete_mp4(output) and not video.is_complete_mp4(_cut(output))
+
+
+def _cut(path: Path) -> Path:
+    cut = path.with_name("cut.mp4")
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return cut
