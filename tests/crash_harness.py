@@ -10,9 +10,9 @@ A test reading these lines can SIGKILL the process at the moment a file is being
 Two more faults, at points the test chooses:
     HARNESS_HOLD=FILE                 each announced write waits until FILE exists (the run folder stays
                                       locked meanwhile: a second process can be started against it)
-    HARNESS_FSIZE="SUFFIX N BYTES"    at the N-th announced write of a path ending in SUFFIX, limit this
-                                      process' files to BYTES (RLIMIT_FSIZE): later writes that grow a file
-                                      past it fail with EFBIG ("File too large"), as on a full disk
+    HARNESS_FSIZE="SUFFIX N BYTES"    at the N-th announced write of a path ending in SUFFIX ("*": any),
+                                      limit this process' files to BYTES (RLIMIT_FSIZE): later writes that
+                                      grow a file past it fail with EFBIG ("File too large"), as on a full disk
 Nothing in fcn knows about this harness.
 """
 
@@ -35,7 +35,7 @@ def _announce(kind: str, path) -> None:
     time.sleep(PAUSE)
     while HOLD and not Path(HOLD).exists():
         time.sleep(0.1)
-    if FSIZE and os.fspath(path).endswith(FSIZE[0]):
+    if FSIZE and (FSIZE[0] == "*" or os.fspath(path).endswith(FSIZE[0])):
         _seen["count"] += 1
         if _seen["count"] == int(FSIZE[1]):
             # The write returns EFBIG instead of the process being killed by SIGXFSZ (Python ignores it too).
