@@ -132,6 +132,7 @@ def test_a_second_process_is_refused_at_once_and_a_killed_one_leaves_no_lock(roa
     # Killed while it holds the folder: the kernel drops the lock, and the rerun resumes at once.
     hold.unlink()
     third = _start_held(_train(road_data, run_dir, 3), hold)
+    assert modelfile.load_model(run_dir / "best.keras").output_shape[-1] == 2  # readers are not held up
     third.send_signal(signal.SIGKILL)
     third.communicate(timeout=60)
     assert (run_dir / ".lock").exists()  # left by the kill, yet no one holds it
