@@ -11,7 +11,6 @@ Loading needs fcn's layers registered with Keras: `import fcn` does that, after 
 import errno
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import keras
 
 import fcn.losses  # noqa: F401 - registers the custom loss and metric, for loading compiled models
 import fcn.model  # noqa: F401 - registers the custom layers
-from fcn.imageio import FileWriteError, reporting_write_errors
+from fcn.imageio import FileWriteError
 
 INFO_MEMBER = "fcn.json"
 # What a write raises for lack of room: a full disk, a file-size limit, a full quota.
@@ -37,18 +36,31 @@ def model_info(dataset: str, class_names, image_size, encoder: str, road_class: 
 
 
 def save_model(model: keras.Model, path, info: dict | None = None) -> Path:
+    """Write a .keras file (with `info` inside) via a temporary name, so a crash never leaves half a file.
+
+    A failed write (a full disk) removes the temporary files, leaves an earlier file at `path` as it was and
+    raises FileWriteError naming `path`.
+    """
+    path = Path(path)
+    try:
+        return _write_model(model, path, info)
+    except OSError as error:
+        for tmp in path.parent.glob(f".{path.stem}.*.keras"):  # the names _write_model writes first
+            tmp.unlink(missing_ok=True)
+        raise FileWriteError(path, error) from error
+
+
+def _write_model(model: keras.Model, path, info: dict | None = None) -> Path:
     """Write a .keras file (with `info` inside) via a temporary name, so a crash never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.keras")  # Keras insists on the .keras suffix
-    # A failed write (a full disk) leaves `path` as it was, removes the half-written file and names `path`.
-    with reporting_write_errors(path, tmp):
-        model.save(tmp)
-        if info is not None:
-            with zipfile.ZipFile(tmp, "a") as archive:
-                archive.writestr(INFO_MEMBER, json.dumps(info, indent=2))
-        _fsync(tmp)
-        os.replace(tmp, path)
+    model.save(tmp)
+    if info is not None:
+        with zipfile.ZipFile(tmp, "a") as archive:
+            archive.writestr(INFO_MEMBER, json.dumps(info, indent=2))
+    _fsync(tmp)
+    os.replace(tmp, path)
     return path
 
 
@@ -88,6 +100,8 @@ def load_model(path, compile: bool = False) -> keras.Model:
     except Exception as error:  # noqa: BLE001 - Keras reports a damaged archive in many ways
         if isinstance(error, OSError) and error.errno in NO_ROOM:
             # Keras unpacks the whole archive into a temporary folder to load it: a full disk, not a bad file.
+            import tempfile
+
             raise FileWriteError(path, error, doing="cannot be loaded: unpacking it into the temporary folder "
                                  f"{tempfile.gettempdir()} failed") from None
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -242,12 +242,12 @@ def train(config: TrainConfig, verbose: int | str = 2, extra_callbacks=()):
     placement = distribute.make_placement(config.strategy)
     run = RunFolder(config.run_dir)
     # One process writes a run folder at a time (fcn/runs.py): here the chief; the other workers only read it.
-    with run.lock() if placement.is_chief else contextlib.nullcontext() as created:
-        return _train(config, placement, run, created, verbose, extra_callbacks)
+    # A folder that the lock created, and that a failed first epoch leaves empty, goes with the lock.
+    with run.lock() if placement.is_chief else contextlib.nullcontext():
+        return _train(config, placement, run, verbose, extra_callbacks)
 
 
-def _train(config: TrainConfig, placement: distribute.Placement, run: RunFolder, created: bool | None, verbose,
-           extra_callbacks):
+def _train(config: TrainConfig, placement: distribute.Placement, run: RunFolder, verbose, extra_callbacks):
     state = run.read_state()
     if state is not None:
         _check_same_run(run, config)
@@ -268,6 +268,9 @@ def _train(config: TrainConfig, placement: distribute.Placement, run: RunFolder,
     train_ds, val_ds, train_samples, val_samples = build_datasets(config, state.epochs_done)
     steps = placement.steps_per_epoch(len(train_samples), len(val_samples), config.batch_size)
     train_ds = placement.shard_batches(train_ds, config.batch_size, steps * (config.epochs - state.epochs_done))
+    created = not run.path.exists()
+    if placement.is_chief:
+        run.path.mkdir(parents=True, exist_ok=True)
     commit = callbacks.CommitEpoch(run, state, dataclasses.asdict(config), _model_info(config), config.minutes,
                                    placement)
     try:
