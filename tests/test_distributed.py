@@ -234,3 +234,16 @@ def test_mirrored_run_resumes_under_the_default_strategy(road_data, tmp_path):
     assert len(history["loss"]) == 1
     _, history = train(fast_config(strategy="default", epochs=2, **settings), verbose=0)
     assert len(history["loss"]) == 2 and json.loads((tmp_path / "run" / "config.json").read_text())["strategy"] == "default"
+
+
+def test_a_lost_peer_is_named_in_one_line_and_other_errors_keep_their_own():
+    cluster = distribute.Cluster(("10.0.0.1:1234", "10.0.0.2:1234"), 0)
+    gloo = RuntimeError("UNKNOWN: Gloo all-reduce failed: [external/gloo/gloo/transport/tcp/pair.cc:538] Read "
+                        "error [10.0.0.1]:61114: Connection reset by peer\nmore")
+    assert distribute.lost_worker_message(gloo, cluster) == (
+        "worker 1 of 2 (10.0.0.2:1234) was lost (Connection reset by peer); the run folder keeps its last "
+        "committed epoch: start every worker again to resume")
+    chief_lost = distribute.lost_worker_message(gloo, distribute.Cluster(cluster.addresses, 1))
+    assert chief_lost.startswith("worker 0 of 2 (10.0.0.1:1234, the chief) was lost")
+    assert distribute.lost_worker_message(ValueError("runs/x: in use by another fcn process"), cluster) == \
+        "runs/x: in use by another fcn process"
