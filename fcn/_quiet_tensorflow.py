@@ -2,7 +2,7 @@
 
 TensorFlow writes these lines from C++ straight to file descriptor 2, before its logging is initialised,
 so neither `TF_CPP_MIN_LOG_LEVEL` nor Python's logging can hold them back. They are caught here by pointing
-descriptor 2 at a temporary file for the import and the device probe; every line that is not one of the
+descriptor 2 at a pipe for the import and the device probe; every line that is not one of the
 known start-up notices is written back to stderr, so a real problem still shows.
 """
 
@@ -10,7 +10,7 @@ import contextlib
 import os
 import re
 import sys
-import tempfile
+import threading
 
 # Start-up notices: absl's pre-initialisation banner and the I/W/E lines of the files that probe the machine.
 _NOISE = re.compile(
@@ -33,18 +33,28 @@ def stderr_filtered(is_noise=is_startup_noise):
     every other line is written back to stderr when the block ends."""
     sys.stderr.flush()
     saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            kept = [line for line in captured.read().decode(errors="replace").splitlines()
-                    if not is_noise(line)]
-            if kept:
-                print("\n".join(kept), file=sys.stderr)
+    # A pipe, read by a thread, rather than a temporary file: on a full disk the lines would be cut short.
+    read_end, write_end = os.pipe()
+    chunks = []
+    reader = threading.Thread(target=_read_all, args=(read_end, chunks), daemon=True)
+    reader.start()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)  # the pipe's last writer goes: the reader sees its end
+        os.close(saved)
+        reader.join(timeout=10)  # a child process that kept descriptor 2 must not hold us up
+        kept = [line for line in b"".join(chunks).decode(errors="replace").splitlines() if not is_noise(line)]
+        if kept:
+            print("\n".join(kept), file=sys.stderr)
+
+
+def _read_all(fd: int, chunks: list) -> None:
+    with os.fdopen(fd, "rb") as stream:
+        while chunk := stream.read1(1 << 16):
+            chunks.append(chunk)
 
 
 def import_tensorflow() -> None:

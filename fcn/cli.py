@@ -24,6 +24,7 @@ import os
 import sys
 from pathlib import Path
 
+from fcn import distribute
 from fcn.data.class_weights import WEIGHTINGS
 from fcn.distribute import STRATEGIES
 from fcn.model import ENCODERS
@@ -569,6 +570,7 @@ def main(argv=None) -> int:
     try:
         COMMANDS[args.command](args)
     except Exception as error:
+        distribute.leave_cluster(error)  # a worker of a multi_worker run ends here, at once
         if not _is_input_error(error):
             raise
         print(f"error: {_one_line(error)}", file=sys.stderr)

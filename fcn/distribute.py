@@ -24,7 +24,9 @@ arrays held by every worker, so the others save the same file into a temporary f
 import contextlib
 import json
 import os
+import sys
 import tempfile
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,16 @@ import numpy as np
 
 # TensorFlow is imported where it is used: `fcn --help` and the JAX-only GPU check run without it.
 STRATEGIES = ("default", "mirrored", "multi_worker")
+# A lost worker. Killed, its peers' next collective fails at once (its connections close) and each of
+# them ends with one line (leave_cluster). Gone silently (a machine cut off), JAX's coordination service
+# declares it dead after HEARTBEAT_SECONDS without a heartbeat and ends the others with its own report.
+# JAX's default, kept: shorter ones have ended healthy jobs whose hosts paused (jax-ml/jax#23599). Workers
+# wait JOIN_SECONDS for all to join (also JAX's default).
+HEARTBEAT_SECONDS = 100
+JOIN_SECONDS = 300
+_joined: dict = {}
+# What a collective raises when a peer is gone (Gloo on CPUs, gRPC from the coordination service).
+_PEER_LOST = ("Gloo", "Connection reset", "Connection closed", "Socket closed", "UNAVAILABLE", "heartbeat")
 
 
 @dataclass(frozen=True)
@@ -177,12 +189,48 @@ def _join_cluster(cluster: Cluster) -> Placement:
     import jax
 
     if not jax.distributed.is_initialized():
+        # What keras.distribution.initialize does, with JAX's timeouts bounded (see HEARTBEAT_SECONDS).
         # Blocks until every worker has joined; the chief's address is the coordinator's.
-        keras.distribution.initialize(job_addresses=",".join(cluster.addresses),
-                                      num_processes=len(cluster.addresses), process_id=cluster.index)
+        from keras.src.backend.jax.distribution_lib import initialize_rng
+
+        jax.distributed.initialize(coordinator_address=cluster.addresses[0], num_processes=len(cluster.addresses),
+                                   process_id=cluster.index, initialization_timeout=JOIN_SECONDS,
+                                   heartbeat_timeout_seconds=HEARTBEAT_SECONDS)
+        initialize_rng()
+    _joined.update(cluster=cluster)
     devices = keras.distribution.list_devices()
     # Each worker shards the training batches itself (Placement.shard_batches), and feeds every worker the
     # whole validation set: Keras' own sharding cannot split a last, smaller batch evenly over the workers.
     data_parallel = keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False)
     return Placement("multi_worker", num_workers=len(cluster.addresses), worker_index=cluster.index,
                      num_devices=len(devices), scope=data_parallel.scope)
+
+
+def leave_cluster(error: BaseException) -> None:
+    """After a multi_worker run failed in this process: one line on stderr, then end the process at once.
+
+    JAX's own shutdown would wait for the lost worker and then abort with a native stack dump. The run
+    folder keeps its last committed epoch: starting every worker again resumes there. Returns (doing
+    nothing) where this process has joined no cluster.
+    """
+    cluster = _joined.get("cluster")
+    if cluster is None:
+        return
+    if not isinstance(error, (OSError, ValueError, RuntimeError)):  # a bug: its traceback, then the line
+        traceback.print_exception(error)
+    print(f"error: {lost_worker_message(error, cluster)}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(1)
+
+
+def lost_worker_message(error: BaseException, cluster: Cluster) -> str:
+    """One line for an error met by a worker of `cluster`: which worker was lost, where a peer was."""
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    if not any(sign in str(error) for sign in _PEER_LOST):
+        return text
+    others = [index for index in range(len(cluster.addresses)) if index != cluster.index]
+    who = (f"worker {others[0]} of {len(cluster.addresses)} ({cluster.addresses[others[0]]}"
+           f"{', the chief' if others[0] == 0 else ''})" if len(others) == 1 else "a worker of the cluster")
+    reason = text.rsplit(": ", 1)[-1][:200]  # e.g. "Connection reset by peer", after Gloo's source location
+    return (f"{who} was lost ({reason}); the run folder keeps its last committed epoch: start every worker "
+            "again to resume")

@@ -35,7 +35,7 @@ import tensorflow as tf
 
 from fcn import modelfile, predict, tflite_runner
 from fcn.data import DATASETS, list_split
-from fcn.imageio import read_rgb, write_bytes_atomic
+from fcn.imageio import FileWriteError, read_rgb, reporting_write_errors, write_bytes_atomic
 
 FORMATS = ("saved_model", "tflite")
 QUANTIZATIONS = ("none", "fp16", "int8")
@@ -155,7 +155,7 @@ def export_saved_model(model: keras.Model, path, image_size, info: dict | None =
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        _write_saved_model(model, tmp, (None, *image_size, 3))
+        _write_saved_model(model, tmp, (None, *image_size, 3), name=path)
         if info is not None:
             write_bytes_atomic(tmp / modelfile.INFO_MEMBER, json.dumps(info, indent=2).encode())
         _replace_folder(tmp, path)
@@ -164,12 +164,16 @@ def export_saved_model(model: keras.Model, path, image_size, info: dict | None =
     return path
 
 
-def _write_saved_model(model, folder, input_shape) -> None:
+def _write_saved_model(model, folder, input_shape, name=None) -> None:
     # model.export traces call(training=False) at this shape: Dropout is off, shapes are static.
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with _without_info_logs():
-        model.export(str(folder), format="tf_saved_model", verbose=False,
-                     input_signature=[keras.InputSpec(shape=input_shape, dtype="float32")])
+    try:
+        with _without_info_logs(), reporting_write_errors(name or folder):
+            model.export(str(folder), format="tf_saved_model", verbose=False,
+                         input_signature=[keras.InputSpec(shape=input_shape, dtype="float32")])
+    except tf.errors.OpError as error:  # TensorFlow's writer: "<its file>; File too large [Op:SaveV2]"
+        reason = error.message.rsplit("; ", 1)[-1].split(" [Op:")[0].strip()
+        raise FileWriteError(name or folder, OSError(None, reason)) from None
 
 
 @contextlib.contextmanager
@@ -243,11 +247,29 @@ def export_tflite(model: keras.Model, path, image_size, quantize: str = "none", 
     flatbuffer = convert_to_tflite(model, image_size, quantize, calibration)
     path.parent.mkdir(parents=True, exist_ok=True)
     sidecar = tflite_runner.info_path(path)
-    if info is not None:  # the description first: a model file never stands without it
-        write_bytes_atomic(sidecar, json.dumps(info, indent=2).encode())
-    else:
-        sidecar.unlink(missing_ok=True)  # a description left from an earlier export would be wrong
-    write_bytes_atomic(path, flatbuffer)
+    # The earlier export's description is kept under another name until the new model is written, so that
+    # a failed write (a full disk) leaves the earlier export whole. A link: it needs no room on the disk.
+    kept = sidecar.with_name(f".{sidecar.name}.{os.getpid()}.old")
+    kept.unlink(missing_ok=True)
+    if sidecar.is_file():
+        try:
+            os.link(sidecar, kept)
+        except OSError:  # a file system without hard links
+            shutil.copyfile(sidecar, kept)
+    try:
+        if info is not None:  # the description first: a model file never stands without it
+            write_bytes_atomic(sidecar, json.dumps(info, indent=2).encode())
+        else:
+            sidecar.unlink(missing_ok=True)  # a description left from an earlier export would be wrong
+        write_bytes_atomic(path, flatbuffer)
+    except BaseException:
+        if kept.is_file():
+            os.replace(kept, sidecar)
+        elif info is not None:
+            sidecar.unlink(missing_ok=True)
+        raise
+    finally:
+        kept.unlink(missing_ok=True)
     return path
 
 

@@ -1,5 +1,6 @@
 """Reading and writing image files with errors that name the file and the problem."""
 
+import contextlib
 import os
 import secrets
 import struct
@@ -13,6 +14,33 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 class ImageFileError(ValueError):
     """A file that should be an image is missing, empty, corrupt or of the wrong shape."""
+
+
+class FileWriteError(OSError):
+    """A file could not be written (a full disk, a file-size limit, no permission): names it and says why.
+
+    Raised after the failed write's temporary file is removed, with the file it was to replace untouched.
+    """
+
+    def __init__(self, path, error: OSError, doing: str = "cannot write"):
+        super().__init__(error.errno, error.strerror or str(error))
+        self.path, self.doing = Path(path), doing
+
+    def __str__(self):
+        return f"{self.path}: {self.doing} ({self.strerror})"
+
+
+@contextlib.contextmanager
+def reporting_write_errors(path, *temporary):
+    """Turn an OSError raised inside into a FileWriteError naming `path`, removing the `temporary` files first."""
+    try:
+        yield
+    except FileWriteError:
+        raise
+    except OSError as error:
+        for tmp in temporary:
+            Path(tmp).unlink(missing_ok=True)
+        raise FileWriteError(path, error) from error
 
 
 def _check_file(path: Path) -> None:
@@ -91,12 +119,14 @@ def write_bytes_atomic(path, data: bytes) -> None:
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
-    # O_EXCL: a name that is somehow taken fails loudly instead of two writers sharing one file.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    with reporting_write_errors(path):
+        # O_EXCL: a name that is somehow taken fails loudly instead of two writers sharing one file.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        with reporting_write_errors(path):
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -14,6 +14,7 @@ Loading needs fcn's layers registered with Keras: `import fcn` does that, after 
 `keras.models.load_model("best.keras")` works.
 """
 
+import errno
 import json
 import os
 import shutil
@@ -24,8 +25,11 @@ import keras
 
 import fcn.losses  # noqa: F401 - registers the custom loss and metric, for loading compiled models
 import fcn.model  # noqa: F401 - registers the custom layers
+from fcn.imageio import FileWriteError
 
 INFO_MEMBER = "fcn.json"
+# What a write raises for lack of room: a full disk, a file-size limit, a full quota.
+NO_ROOM = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
 
 class ModelFileError(ValueError):
@@ -43,6 +47,21 @@ def model_info(dataset: str, class_names, image_size, encoder: str, road_class: 
 
 
 def save_model(model: keras.Model, path, info: dict | None = None) -> Path:
+    """Write a .keras file (with `info` inside) via a temporary name, so a crash never leaves half a file.
+
+    A failed write (a full disk) removes the temporary files, leaves an earlier file at `path` as it was and
+    raises FileWriteError naming `path`.
+    """
+    path = Path(path)
+    try:
+        return _write_model(model, path, info)
+    except OSError as error:
+        for tmp in path.parent.glob(f".{path.stem}.*.keras"):  # the names _write_model writes first
+            tmp.unlink(missing_ok=True)
+        raise FileWriteError(path, error) from error
+
+
+def _write_model(model: keras.Model, path, info: dict | None = None) -> Path:
     """Write a .keras file (with `info` inside) via a temporary name, so a crash never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -117,5 +136,11 @@ def load_model(path, compile: bool = False) -> keras.Model:
     try:
         return keras.saving.load_model(path, compile=compile)
     except Exception as error:  # noqa: BLE001 - Keras reports a damaged archive in many ways
+        if isinstance(error, OSError) and error.errno in NO_ROOM:
+            # Keras unpacks the whole archive into a temporary folder to load it: a full disk, not a bad file.
+            import tempfile
+
+            raise FileWriteError(path, error, doing="cannot be loaded: unpacking it into the temporary folder "
+                                 f"{tempfile.gettempdir()} failed") from None
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelFileError(f"{path}: model file is corrupt or not an fcn model ({first_line})") from None

@@ -11,22 +11,35 @@ An epoch ends in three steps: its checkpoint is written (temporary file, then re
 replaced in one rename (the commit), then everything derived from the state is brought up to date (best.keras,
 history.csv, old checkpoints removed). A kill before the commit loses that epoch only; a kill after it is
 mended by `recover`, which every rerun calls first. best.keras and final.keras are hard links to
-checkpoint files, so they are never half-written and cost no copy.
+checkpoint files, so they are never half-written and cost no copy. A write that fails (a full disk) stops the
+run the same way, naming the file (fcn/imageio.py FileWriteError), with every earlier file as it was.
+
+One process writes a run folder at a time: it holds an operating-system lock (flock) on `.lock` inside the
+folder while it trains (see RunFolder.lock). The kernel drops the lock when the process dies, so a kill never
+leaves a stale one; readers (predict, evaluate) take no lock and see only whole files.
 """
 
+import contextlib
 import csv
 import dataclasses
+import fcntl
 import io
 import json
 import math
 import os
 import shutil
+import socket
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fcn.imageio import write_bytes_atomic
+from fcn.imageio import reporting_write_errors, write_bytes_atomic
 
 STATE_VERSION = 1
+
+
+class RunInUseError(RuntimeError):
+    """The run folder is being written by another process."""
 
 
 @dataclass
@@ -72,6 +85,7 @@ class RunFolder:
         self.best = self.path / "best.keras"
         self.final = self.path / "final.keras"
         self.checkpoints = self.path / "checkpoint"
+        self.lock_file = self.path / ".lock"
 
     def checkpoint(self, epoch: int) -> Path:
         return self.checkpoints / f"epoch-{epoch:04d}.keras"
@@ -115,6 +129,50 @@ class RunFolder:
         """Mark the run finished: final.keras is the last epoch's model."""
         _link_atomic(self.checkpoint(state.epochs_done), self.final)
 
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold this run folder for this process, or raise RunInUseError at once. Yields whether the folder
+        was created here (so that a run failing before its first commit can remove it: see discard).
+
+        The lock file is removed, and a folder created here and left empty is removed, before the lock is
+        released; a process that opened the removed file finds on locking it that it is no longer the
+        folder's lock file, and tries again.
+        """
+        created = not self.path.exists()
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = self._lock_fd()
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+            yield created
+        finally:
+            self.lock_file.unlink(missing_ok=True)
+            if created:
+                with contextlib.suppress(OSError):  # not empty: the run's files stay
+                    self.path.rmdir()
+            os.close(fd)  # releases the lock
+
+    def _lock_fd(self) -> int:
+        while True:
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 200).decode(errors="replace").split()
+                os.close(fd)
+                raise RunInUseError(_in_use_message(self.path, holder)) from None
+            except OSError as error:  # a file system without locks (some network mounts): see the README
+                print(f"warning: {self.path}: cannot be locked ({error.strerror}); make sure no other process "
+                      "writes this run", file=sys.stderr)
+                return fd
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.lock_file))
+            except FileNotFoundError:
+                same = False
+            if same:
+                return fd
+            os.close(fd)  # the holder removed this file as it let go: lock the folder's current one
+
     def discard(self, created: bool) -> None:
         """Remove what a run that failed before its first commit wrote, so it does not look like a run."""
         if created:
@@ -133,14 +191,22 @@ class RunFolder:
         write_bytes_atomic(self.history, buffer.getvalue().encode())
 
 
+def _in_use_message(path: Path, holder: list[str]) -> str:
+    pid, host = (holder + ["?", "?"])[:2]
+    who = "this process" if (pid, host) == (str(os.getpid()), socket.gethostname()) else "another fcn process"
+    return (f"{path}: in use by {who} (pid {pid} on {host}); wait for it to end or stop it, or choose "
+            "another run folder")
+
+
 def _link_atomic(source: Path, target: Path) -> None:
     """Make `target` name the same file as `source`, replacing it in one rename (copy where links fail)."""
     if target.is_file() and os.path.samefile(source, target):
         return
     tmp = target.with_name(f".{target.name}.tmp.link")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(source, tmp)
-    except OSError:  # a file system without hard links
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+    with reporting_write_errors(target, tmp):
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(source, tmp)
+        except OSError:  # a file system without hard links
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, target)

@@ -246,6 +246,13 @@ def train(config: TrainConfig, verbose: int | str = 2, extra_callbacks=()):
     config.check_paths()
     placement = distribute.make_placement(config.strategy)
     run = RunFolder(config.run_dir)
+    # One process writes a run folder at a time (fcn/runs.py): here the chief; the other workers only read it.
+    # A folder that the lock created, and that a failed first epoch leaves empty, goes with the lock.
+    with run.lock() if placement.is_chief else contextlib.nullcontext():
+        return _train(config, placement, run, verbose, extra_callbacks)
+
+
+def _train(config: TrainConfig, placement: distribute.Placement, run: RunFolder, verbose, extra_callbacks):
     state = run.read_state()
     if state is not None:
         _check_same_run(run, config)

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from fcn import predict, viz
 from fcn.data import DATASETS, kitti_road, synthetic
-from fcn.imageio import ImageFileError, read_png_size, read_rgb
+from fcn.imageio import FileWriteError, ImageFileError, read_png_size, read_rgb
 
 # A folder of frames has no frame rate of its own: KITTI's cameras record at 10 Hz.
 FOLDER_FPS = 10.0
@@ -218,10 +218,33 @@ class _VideoWriter:
             if error_type is None:
                 if self.frames == 0:
                     raise ValueError(f"{self.path}: no frames to write")
+                if not is_complete_mp4(self.tmp):  # OpenCV does not report a failed write (a full disk)
+                    raise FileWriteError(self.path, OSError(None, "the video came out incomplete: is the disk full?"))
                 os.replace(self.tmp, self.path)
         finally:
             self.tmp.unlink(missing_ok=True)
         return False
+
+
+def is_complete_mp4(path) -> bool:
+    """Whether an MP4 file's top-level boxes fill it exactly and include the index ("moov"), which is
+    written last: a write cut short (a full disk) leaves it out."""
+    path = Path(path)
+    size, offset, kinds = path.stat().st_size, 0, set()
+    with open(path, "rb") as f:
+        while offset < size:
+            f.seek(offset)
+            header = f.read(16)
+            if len(header) < 8:
+                return False
+            length, kind = int.from_bytes(header[:4], "big"), header[4:8]
+            if length == 1 and len(header) == 16:  # a 64-bit size follows
+                length = int.from_bytes(header[8:16], "big")
+            if length < 8:
+                return False
+            kinds.add(kind)
+            offset += length
+    return offset == size and b"moov" in kinds
 
 
 def legend_panel(class_names, palette: np.ndarray, frame_height: int, skip_ids=()) -> np.ndarray:

@@ -6,20 +6,43 @@ Before each `os.replace` / `os.link` (how fcn publishes a finished file) it prin
 `HARNESS publish <target>` on stdout and waits HARNESS_PAUSE seconds (default 0.3); before each model save it
 prints `HARNESS save <path>` and the save itself is slowed down the same way, half-way through writing.
 A test reading these lines can SIGKILL the process at the moment a file is being written or published.
+
+Two more faults, at points the test chooses:
+    HARNESS_HOLD=FILE                 each announced write waits until FILE exists (the run folder stays
+                                      locked meanwhile: a second process can be started against it)
+    HARNESS_FSIZE="SUFFIX N BYTES"    at the N-th announced write of a path ending in SUFFIX ("*": any),
+                                      limit this process' files to BYTES (RLIMIT_FSIZE): later writes that
+                                      grow a file past it fail with EFBIG ("File too large"), as on a full disk
 Nothing in fcn knows about this harness.
 """
 
 import os
+import resource
+import signal
 import sys
 import time
 import zipfile
+from pathlib import Path
 
 PAUSE = float(os.environ.get("HARNESS_PAUSE", "0.3"))
+HOLD = os.environ.get("HARNESS_HOLD")
+FSIZE = os.environ.get("HARNESS_FSIZE", "").split()
+_seen = {"count": 0}
 
 
 def _announce(kind: str, path) -> None:
     print(f"HARNESS {kind} {os.fspath(path)}", flush=True)
     time.sleep(PAUSE)
+    while HOLD and not Path(HOLD).exists():
+        time.sleep(0.1)
+    if FSIZE and (FSIZE[0] == "*" or os.fspath(path).endswith(FSIZE[0])):
+        _seen["count"] += 1
+        if _seen["count"] == int(FSIZE[1]):
+            # The write returns EFBIG instead of the process being killed by SIGXFSZ (Python ignores it too).
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+            resource.setrlimit(resource.RLIMIT_FSIZE, (int(FSIZE[2]), hard))
+            print(f"HARNESS limit {FSIZE[2]} bytes", flush=True)
 
 
 def _patch() -> None:

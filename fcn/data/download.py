@@ -16,6 +16,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from fcn.imageio import FileWriteError, reporting_write_errors
+
 # The official KITTI Road archive (the KITTI site asks you to register and accept its licence first:
 # https://www.cvlibs.net/datasets/kitti/eval_road.php).
 KITTI_ROAD_URL = "https://s3.eu-central-1.amazonaws.com/avg-kitti/data_road.zip"
@@ -38,6 +40,8 @@ def download(url: str, target, timeout: float = TIMEOUT) -> Path:
     partial = target.with_name(target.name + ".part")
     try:
         _fetch(url, partial, timeout)
+    except FileWriteError:
+        raise  # a full disk, not the network: the bytes fetched so far stay in the .part for the next run
     except _NETWORK_ERRORS as error:
         raise RuntimeError(_offline_message(url, target, partial, error)) from error
     partial.replace(target)
@@ -61,6 +65,7 @@ def _fetch(url: str, partial: Path, timeout: float) -> None:
             offset = 0  # a server (or a file:// address) that ignores Range sends the whole file again
         total = _total_size(response.headers)
         with (
+            reporting_write_errors(partial),
             open(partial, "ab" if offset else "wb") as out,
             _progress(partial.stem, total, offset) as bar,
         ):
@@ -141,7 +146,7 @@ def extract(archive, out_dir, strip: str = "") -> Path:
     staging = out_dir.with_name(out_dir.name + ".extracting")
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        _extract_members(archive, staging, strip)
+        _extract_members(archive, staging, out_dir, strip)
         out_dir.mkdir(parents=True, exist_ok=True)
         for item in staging.iterdir():
             if not (out_dir / item.name).exists():
@@ -153,7 +158,7 @@ def extract(archive, out_dir, strip: str = "") -> Path:
     return out_dir
 
 
-def _extract_members(archive: Path, staging: Path, strip: str) -> None:
+def _extract_members(archive: Path, staging: Path, out_dir: Path, strip: str) -> None:
     staging.mkdir(parents=True)
     with zipfile.ZipFile(archive) as zf:
         members = [m for m in zf.infolist() if m.filename.startswith(strip) and m.filename != strip]
@@ -162,7 +167,8 @@ def _extract_members(archive: Path, staging: Path, strip: str) -> None:
         for member in members:
             # zipfile matches the member by orig_filename, so renaming it only changes where it lands.
             member.filename = member.filename[len(strip) :]
-            zf.extract(member, staging)
+            with reporting_write_errors(out_dir / member.filename):  # named where it was to land
+                zf.extract(member, staging)
 
 
 def prepare_kitti_road(out_dir="data/kitti_road", url: str = KITTI_ROAD_URL) -> Path:
