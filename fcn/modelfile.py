@@ -68,7 +68,8 @@ def _write_model(model: keras.Model, path, info: dict | None = None) -> Path:
     tmp = path.with_name(f".{path.stem}.tmp.keras")  # Keras insists on the .keras suffix
     model.save(tmp)
     if any(layer.dtype_policy.name in MIXED_POLICIES for layer in model.layers):
-        _rewrite_member(tmp, "config.json", lambda data: json.dumps(float32_config(json.loads(data))).encode())
+        _rewrite_member(tmp, path.with_name(f".{path.stem}.rewrite.keras"), "config.json",
+                        lambda data: json.dumps(float32_config(json.loads(data))).encode())
     if info is not None:
         with zipfile.ZipFile(tmp, "a") as archive:
             archive.writestr(INFO_MEMBER, json.dumps(info, indent=2))
@@ -89,9 +90,8 @@ def float32_config(config):
             for key, value in config.items()}
 
 
-def _rewrite_member(path: Path, member: str, change) -> None:
+def _rewrite_member(path: Path, copy: Path, member: str, change) -> None:
     # A zip member cannot be replaced in place: copy the archive with `member` changed, then rename.
-    copy = path.with_name(f".{path.stem}.rewrite.keras")
     with zipfile.ZipFile(path) as source, zipfile.ZipFile(copy, "w") as target:
         for item in source.infolist():
             if item.filename == member:

@@ -11,6 +11,7 @@ as `<file>.tflite.json`.
 """
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -25,6 +26,10 @@ INFO_SUFFIX = ".json"  # the description of model.tflite is model.tflite.json
 # Lines TFLite's C++ code prints to stderr on every run, news to no one: the runtime setting up its default
 # CPU delegate, the int8 converter stating its settings.
 _NOTICES = ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.", "fully_quantize: ")
+# The converter's notices that it ignores two settings it does not use; they show up in some processes and
+# not in others (absl's log level is set late), and say nothing about the model.
+_CONVERTER_NOTICES = re.compile(r"^[IW]\d{4} [\d:. ]+\d+ tf_tfl_flatbuffer_helpers\.cc:\d+\] Ignored "
+                                r"(output_format|drop_control_dependency)\.$")
 
 
 def is_tflite(path) -> bool:
@@ -142,4 +147,5 @@ def _dequantize(values: np.ndarray, details: dict) -> np.ndarray:
 def without_tflite_notices():
     """Hold back TFLite's routine stderr lines (_NOTICES) during a block; every other line is written back."""
     # They come from C++ on file descriptor 2, so only redirecting the descriptor can hold them back.
-    return stderr_filtered(lambda line: not line.strip() or line.startswith(_NOTICES))
+    return stderr_filtered(lambda line: not line.strip() or line.startswith(_NOTICES)
+                           or bool(_CONVERTER_NOTICES.match(line)))

@@ -5,6 +5,7 @@ epoch after its last finished one, with the data order and augmentation that epo
 finished run says so (pass a larger --epochs to continue it).
 """
 
+import contextlib
 import dataclasses
 import gc
 import json
