@@ -293,7 +293,10 @@ def _add_demo(sub):
     p = sub.add_parser("demo", help="synthetic KITTI Road -> train -> evaluate -> figures, offline")
     p.add_argument("--data-dir", help="a KITTI data_road folder (default: generate synthetic data)")
     p.add_argument("--run-dir", default="runs/demo")
-    p.add_argument("--figures-dir", default="figures/demo")
+    # Into the (git-ignored) run folder: the committed figures/demo/ change only on purpose (`make figures`).
+    p.add_argument("--figures-dir", default="runs/demo/figures",
+                   help="where the loss curves and overlays go (default: runs/demo/figures; "
+                        "`make figures` updates the committed figures/demo/)")
     p.add_argument("--epochs", type=positive_int, default=None)
 
 

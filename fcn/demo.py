@@ -31,7 +31,7 @@ def prepare_synthetic_kitti_road(out_dir="data/synthetic") -> Path:
     return root
 
 
-def run_demo(data_dir=None, run_dir="runs/demo", figures_dir="figures/demo", epochs=None) -> dict:
+def run_demo(data_dir=None, run_dir="runs/demo", figures_dir="runs/demo/figures", epochs=None) -> dict:
     """Train, evaluate on the validation split and save loss curves and overlays. Returns the scores."""
     data_dir = Path(data_dir) if data_dir else prepare_synthetic_kitti_road()
     print(f"data: {data_dir}" + (" (synthetic)" if (data_dir / "SYNTHETIC.md").exists() else ""))

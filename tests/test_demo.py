@@ -4,9 +4,16 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import inspect
 import json
+import re
+import shutil
+import subprocess
 
-from fcn import demo
+import pytest
+from conftest import REPO_ROOT
+
+from fcn import cli, demo
 from fcn.data import synthetic
 from fcn.imageio import read_rgb
 
@@ -30,3 +37,23 @@ def test_demo_data_is_written_once(tmp_path):
     assert len(first) == 3 * demo.DEMO_IMAGES_PER_CATEGORY
     stamp = marker.stat().st_mtime_ns
     assert demo.prepare_synthetic_kitti_road(tmp_path) == root and marker.stat().st_mtime_ns == stamp
+
+
+def _git_ignores(path: str) -> bool:
+    """Whether git ignores path (relative to the repository root); skips where there is no git checkout."""
+    if shutil.which("git") is None or not (REPO_ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    result = subprocess.run(["git", "check-ignore", "--no-index", "-q", path], cwd=REPO_ROOT)
+    assert result.returncode in (0, 1), f"git check-ignore failed on {path}"
+    return result.returncode == 0
+
+
+def test_the_demo_writes_its_figures_where_git_ignores_them():
+    """A clone stays clean after `make demo`; only `make figures` rewrites the committed figures/demo/."""
+    default = cli.build_parser().parse_args(["demo"]).figures_dir
+    assert default == inspect.signature(demo.run_demo).parameters["figures_dir"].default
+    make_demo = re.search(r"^demo:.*\n\t.*--figures-dir (\S+)", (REPO_ROOT / "Makefile").read_text(), re.M)
+    for folder in {default, make_demo.group(1)}:
+        assert _git_ignores(f"{folder}/test_overlays.png"), f"{folder} is not git-ignored"
+    assert _git_ignores("figures/01_kitti_road/loss_curves.png")  # what a notebook run writes
+    assert not _git_ignores("figures/demo/test_overlays.png")  # the curated, committed figure
