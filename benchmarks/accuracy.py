@@ -13,7 +13,7 @@ draws every run of the dataset in --out as one line.
 `fcn evaluate segmentation --eval-dir`: e.g. KITTI Road image_2/ + gt_image_2/, CamVid <split>/ + <split>annot/).
     .venv/bin/python benchmarks/accuracy.py --dataset camvid --fast      # minutes of synthetic data (CI)
 
-Variants of the recipe (what the README's recipe table compares) change settings by name, values as in JSON:
+Variants of the recipe (what the recipe options of docs/training.md compare) change settings by name, values as in JSON:
     .venv/bin/python benchmarks/accuracy.py --dataset kitti_road --minutes 20 --tag scale \
         --set epochs=25 --set 'scale_range=[0.75, 1.5]'
 

@@ -155,7 +155,7 @@ def _add_train(sub):
     p.add_argument("--jit-compile", action="store_true", default=None, help="XLA compilation")
     p.add_argument("--strategy", choices=STRATEGIES,
                    help="default: one device; mirrored: every GPU of this machine; multi_worker: several machines, "
-                        "each started with TF_CONFIG and KERAS_BACKEND=jax (see README, Scaling out). "
+                        "each started with TF_CONFIG and KERAS_BACKEND=jax (see docs/scaling.md). "
                         "--batch-size is the global batch")
     p.add_argument("--seed", type=int)
 
@@ -194,7 +194,7 @@ def _add_evaluate(sub):
     where = seg.add_mutually_exclusive_group(required=True)
     where.add_argument("--data-dir", help="the dataset's root, as for training")
     where.add_argument("--eval-dir", metavar="DIR", help="score every frame of DIR, a folder in the dataset's "
-                       "own layout (a held-out copy): see the README")
+                       "own layout (a held-out copy): see docs/evaluation.md")
     seg.add_argument("--split", help="train, val (default) or test where the dataset has a labelled one; with "
                      "--eval-dir, which split of a folder holding several")
     seg.add_argument("--model", required=True, help=MODEL_HELP)
@@ -248,7 +248,7 @@ def _add_data(sub):
     actions = p.add_subparsers(dest="action", required=True)
     what = ("download a dataset's official archives (resuming a partial one), check their checksums, unpack "
             "them into the layout its reader expects and count the frames per split")
-    prep = actions.add_parser("prepare", help=what, description=what + "; see the README, 'Getting the data'")
+    prep = actions.add_parser("prepare", help=what, description=what + "; see docs/data.md")
     prep.add_argument("dataset", choices=list(SOURCES), help="the dataset to get")
     prep.add_argument("--dest", required=True, help="where to put it, e.g. data/ (writes DEST/<dataset>/)")
     prep.add_argument("--mirror", metavar="URL_OR_DIR", help="take the archives, by file name, from this "

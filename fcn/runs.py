@@ -161,7 +161,7 @@ class RunFolder:
                 holder = os.read(fd, 200).decode(errors="replace").split()
                 os.close(fd)
                 raise RunInUseError(_in_use_message(self.path, holder)) from None
-            except OSError as error:  # a file system without locks (some network mounts): see the README
+            except OSError as error:  # a file system without locks (some network mounts): see docs/training.md
                 print(f"warning: {self.path}: cannot be locked ({error.strerror}); make sure no other process "
                       "writes this run", file=sys.stderr)
                 return fd

@@ -171,7 +171,7 @@ def test_end_to_end_bev_scores_match_devkit(bev_end_to_end):
 
 
 def test_bev_and_perspective_numbers_differ(bev_end_to_end, kitti_road_oracles):
-    # The README's point: BEV weights the road by metric area, so its numbers are not the perspective ones.
+    # docs/evaluation.md's point: BEV weights the road by metric area, so its numbers are not the perspective ones.
     expected, scores = bev_end_to_end
     perspective = json.loads((kitti_road_oracles / expected["case"] / "expected.json").read_text())
     assert abs(scores["um_road"]["MaxF"] - perspective["categories"]["um_road"]["MaxF"]) > 10 * TOLERANCE

@@ -274,8 +274,9 @@ def test_predict_errors_refuses_missing_or_mismatched_ground_truth(camvid, tmp_p
     assert read_unchanged(data / "testannot" / names[2]).shape == (48, 80)
 
 
-def test_the_readme_commands_parse():
-    section = (REPO_ROOT / "README.md").read_text().split("### Where a model goes wrong")[1].split("\n### ")[0]
+def test_the_documented_commands_parse():
+    text = (REPO_ROOT / "docs" / "evaluation.md").read_text()
+    section = text.split("## Where a model goes wrong")[1].split("\n## ")[0]
     commands = [line for line in section.splitlines() if line.startswith("fcn ")]
     assert len(commands) == 3
     for command in commands:
