@@ -249,7 +249,8 @@ def _commit() -> str:
         return "unknown"
 
 
-def main(argv=None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command's options (tests/test_docs.py parses the documented command lines with it)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True, choices=sorted(RECIPES))
     parser.add_argument("--minutes", type=float, help="wall-clock training budget (default: the recipe's)")
@@ -263,6 +264,11 @@ def main(argv=None) -> None:
     parser.add_argument("--set", type=parse_setting, action="append", default=[], metavar="NAME=VALUE",
                         help="change one setting of the recipe (a TrainConfig field), e.g. epochs=25")
     cli.add_tta_arguments(parser)  # the best model is then also scored with them, beside the plain score
+    return parser
+
+
+def main(argv=None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.minutes is not None and args.minutes <= 0:
         parser.error("--minutes must be above 0")

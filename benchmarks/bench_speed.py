@@ -571,7 +571,8 @@ def _released(measure, *args):
         gc.collect()
 
 
-def main(argv=None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command's options (tests/test_docs.py parses the documented command lines with it)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fast", action="store_true", help="tiny sizes, vgg16_mini only, seconds (CI)")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"some of {', '.join(SECTIONS)}")
@@ -583,6 +584,11 @@ def main(argv=None) -> None:
     parser.add_argument("--model", help="the trained .keras (a run's best.keras) the tflite section exports; "
                         "required for it unless --fast")
     parser.add_argument("--json", default="runs/bench/speed.json", help="where the results go")
+    return parser
+
+
+def main(argv=None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
     sections = args.sections.split(",")
     if unknown := set(sections) - set(SECTIONS):
