@@ -294,9 +294,8 @@ def _add_demo(sub):
     p.add_argument("--data-dir", help="a KITTI data_road folder (default: generate synthetic data)")
     p.add_argument("--run-dir", default="runs/demo")
     # Into the (git-ignored) run folder: the committed figures/demo/ change only on purpose (`make figures`).
-    p.add_argument("--figures-dir", default="runs/demo/figures",
-                   help="where the loss curves and overlays go (default: runs/demo/figures; "
-                        "`make figures` updates the committed figures/demo/)")
+    p.add_argument("--figures-dir", help="where the loss curves and overlays go (default: RUN_DIR/figures; "
+                                         "`make figures` updates the committed figures/demo/)")
     p.add_argument("--epochs", type=positive_int, default=None)
 
 
@@ -520,11 +519,12 @@ def run_synth(args) -> None:
 def run_demo(args) -> None:
     from fcn import demo
 
-    for folder in (args.run_dir, args.figures_dir):  # before minutes of training, not after
+    figures_dir = args.figures_dir or demo.default_figures_dir(args.run_dir)
+    for folder in (args.run_dir, figures_dir):  # before minutes of training, not after
         _check_output_folder(folder)
     if args.data_dir is not None and not Path(args.data_dir).is_dir():
         raise FileNotFoundError(f"{args.data_dir}: no such data folder")
-    demo.run_demo(data_dir=args.data_dir, run_dir=args.run_dir, figures_dir=args.figures_dir, epochs=args.epochs)
+    demo.run_demo(data_dir=args.data_dir, run_dir=args.run_dir, figures_dir=figures_dir, epochs=args.epochs)
 
 
 def run_data(args) -> None:

@@ -31,8 +31,17 @@ def prepare_synthetic_kitti_road(out_dir="data/synthetic") -> Path:
     return root
 
 
-def run_demo(data_dir=None, run_dir="runs/demo", figures_dir="runs/demo/figures", epochs=None) -> dict:
-    """Train, evaluate on the validation split and save loss curves and overlays. Returns the scores."""
+def default_figures_dir(run_dir) -> Path:
+    """Inside the run folder, which git ignores: the committed figures/demo/ change only through `make figures`."""
+    return Path(run_dir) / "figures"
+
+
+def run_demo(data_dir=None, run_dir="runs/demo", figures_dir=None, epochs=None) -> dict:
+    """Train, evaluate on the validation split and save loss curves and overlays (default: RUN_DIR/figures).
+
+    Returns the scores.
+    """
+    figures_dir = figures_dir or default_figures_dir(run_dir)
     data_dir = Path(data_dir) if data_dir else prepare_synthetic_kitti_road()
     print(f"data: {data_dir}" + (" (synthetic)" if (data_dir / "SYNTHETIC.md").exists() else ""))
     config = fast_config(data_dir=str(data_dir), run_dir=str(run_dir), image_size=DEMO_IMAGE_SIZE,

@@ -50,8 +50,9 @@ def _git_ignores(path: str) -> bool:
 
 def test_the_demo_writes_its_figures_where_git_ignores_them():
     """A clone stays clean after `make demo`; only `make figures` rewrites the committed figures/demo/."""
-    default = cli.build_parser().parse_args(["demo"]).figures_dir
-    assert default == inspect.signature(demo.run_demo).parameters["figures_dir"].default
+    args = cli.build_parser().parse_args(["demo"])
+    assert args.figures_dir is None and inspect.signature(demo.run_demo).parameters["run_dir"].default == args.run_dir
+    default = str(demo.default_figures_dir(args.run_dir))
     make_demo = re.search(r"^demo:.*\n\t.*--figures-dir (\S+)", (REPO_ROOT / "Makefile").read_text(), re.M)
     for folder in {default, make_demo.group(1)}:
         assert _git_ignores(f"{folder}/test_overlays.png"), f"{folder} is not git-ignored"
