@@ -56,5 +56,7 @@ def test_the_demo_writes_its_figures_where_git_ignores_them():
     make_demo = re.search(r"^demo:.*\n\t.*--figures-dir (\S+)", (REPO_ROOT / "Makefile").read_text(), re.M)
     for folder in {default, make_demo.group(1)}:
         assert _git_ignores(f"{folder}/test_overlays.png"), f"{folder} is not git-ignored"
-    assert _git_ignores("figures/01_kitti_road/loss_curves.png")  # what a notebook run writes
+    for written in ("figures/01_kitti_road/loss_curves.png", "runs/kitti_road-notebook/best.keras",
+                    "data/synthetic/SYNTHETIC.md"):  # what a notebook run writes (FIGURES_DIR, RUN_DIR, data)
+        assert _git_ignores(written), f"{written} is not git-ignored"
     assert not _git_ignores("figures/demo/test_overlays.png")  # the curated, committed figure
