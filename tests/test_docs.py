@@ -3,6 +3,7 @@
 A renamed option or a moved heading breaks these tests before it misleads a reader (STYLE.md, rule 15).
 """
 
+import argparse
 import re
 import shlex
 import sys
@@ -34,11 +35,22 @@ FIRST_WORDS = ("make", "fcn", ".venv/bin/fcn", ".venv/bin/python", ".venv/bin/ju
 
 def _parser(name: str):
     if name == "fcn":
-        return cli.build_parser()
+        return _exact(cli.build_parser())
     if str(REPO_ROOT / "benchmarks") not in sys.path:
         sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
     module = __import__(name)  # benchmarks/accuracy.py or benchmarks/bench_speed.py: importing runs nothing
-    return module.build_parser()
+    return _exact(module.build_parser())
+
+
+def _exact(parser):
+    """The parser and its subcommands' without argparse's prefix matching, so that an option renamed from
+    --run-dir to --run-directory does not still accept the documented --run-dir."""
+    parser.allow_abbrev = False
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                _exact(subparser)
+    return parser
 
 
 def _split_fences(text: str) -> tuple[list[list[str]], list[str]]:
@@ -178,6 +190,7 @@ def test_a_renamed_option_or_a_moved_heading_is_caught(tmp_path):
         "fcn train --dataset kitti_road --data-dir D \\\n    --run-dir R --epochs 3   # fine\n"
         ".venv/bin/fcn train --dataset kitti_road --data-directory D --run-dir R\n"  # a renamed option
         "fcn evaluate kitti-road --gt-dir G --results-dir R --bev-view\n"  # an option that never existed
+        "fcn train --dataset kitti_road --data D --run-dir R\n"  # what argparse would take for --data-dir
         "KERAS_BACKEND=jax fcn predict --model M --input I --output O --format devkit\n"
         ".venv/bin/python benchmarks/accuracy.py --dataset kitti_road --budget 60\n"
         "echo fcn train --nonsense   # not a command of fcn\n```\n\n"
@@ -185,10 +198,11 @@ def test_a_renamed_option_or_a_moved_heading_is_caught(tmp_path):
         "[fine](other.md#a-section-with-punctuation-xpy), [also fine](#page), [web](https://example.com/x.md)\n"
         "[gone](missing.md), [moved](other.md#no-such-section), [here](#nowhere), `[code](not-a-link.md)`\n")
     text = page.read_text()
-    assert [name for name, _, _ in documented_commands(text)] == ["fcn"] * 4 + ["accuracy", "fcn"]
+    assert [name for name, _, _ in documented_commands(text)] == ["fcn"] * 5 + ["accuracy", "fcn"]
     assert command_errors(text) == [
         ".venv/bin/fcn train --dataset kitti_road --data-directory D --run-dir R",
         "fcn evaluate kitti-road --gt-dir G --results-dir R --bev-view",
+        "fcn train --dataset kitti_road --data D --run-dir R",
         ".venv/bin/python benchmarks/accuracy.py --dataset kitti_road --budget 60",
         "fcn export --model M --format tflite --output F --quantise int8"]
     assert broken_links(page) == ["missing.md: no such file",
