@@ -34,6 +34,7 @@ SCREENSHOTS = REPO_ROOT / "runs" / "browser"
 # 05 compares exports with deploy_report.format_comparison_table, MaxF per category too).
 TABLE_TEXT = {"01_kitti_road": "MaxF", "05_inference_export": "MaxF"}
 SEGMENTATION_TABLE_TEXT = "mean IoU"
+VIEW_TABLES = {"01_kitti_road": ("KITTI Road, perspective view", "KITTI Road, bird's-eye view")}
 # The dataset notebooks end their evaluation with the worst validation frames and their error maps.
 WORST_FRAMES_FIGURE = "worst_frames"
 WORST_FRAMES_NOTEBOOKS = ("01_kitti_road", "02_kitti_semantic", "03_cityscapes", "04_camvid")
@@ -287,6 +288,8 @@ def test_notebook_runs_in_jupyterlab_and_shows_its_figures(notebook, lab, browse
     page_text = "\n".join(o["text"] for cell in state for o in cell["outputs"])
     table_text = TABLE_TEXT.get(notebook.stem, SEGMENTATION_TABLE_TEXT)
     assert table_text in page_text, f"no evaluation table ({table_text!r}) on the page"
+    for view_table in VIEW_TABLES.get(notebook.stem, ()):  # KITTI Road: the devkit's scores in both views
+        assert view_table in page_text, f"no {view_table!r} table on the page"
     # Training shows one line per epoch, and the fast mode trains the fast config's few epochs.
     epoch_lines = re.findall(r"^Epoch (\d+)/(\d+)$", page_text, re.MULTILINE)
     fast_epochs = str(fast_config().epochs)
