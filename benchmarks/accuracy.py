@@ -49,7 +49,7 @@ DATA_DIRS = {"kitti_road": "kitti_road_half/data_road", "camvid": "camvid", "kit
 # recipes.HELD_OUT are kept out of training and validation and scored apart ("held_out" in the JSON); KITTI
 # Road's and KITTI semantics' at full resolution, from these folders under FCN_SHARED_DATA.
 RECIPES = recipes.CPU_RECIPES
-FULL_RESOLUTION_DIRS = {"kitti_road": "kitti_road/data_road", "kitti_semantics": "kitti_semantics_full/training"}
+FULL_RESOLUTION_DIRS = {"kitti_road": "kitti_road/data_road/training", "kitti_semantics": "kitti_semantics_full/training"}
 # The validation scores whose first minute the JSON records ("time_to"), as in the targets of benchmarks/README.md.
 THRESHOLDS = {"kitti_road": (0.90, 0.93, 0.95), "camvid": (0.55, 0.60, 0.65), "kitti_semantics": (0.35, 0.40)}
 # --fast: synthetic data in the real layout, tiny images, two epochs (what CI runs).

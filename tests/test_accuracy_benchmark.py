@@ -108,3 +108,26 @@ def test_set_takes_training_settings_by_name_with_json_values():
     for bad in ("epochs", "no_such_setting=1"):
         with pytest.raises(argparse.ArgumentTypeError, match="TrainConfig field"):
             accuracy.parse_setting(bad)
+
+
+@pytest.mark.parametrize(("dataset", "half", "frames"), [("kitti_road", "kitti_road_half/data_road", 12),
+                                                         ("kitti_semantics", "kitti_semantics", 4),
+                                                         ("camvid", "camvid", 31)])
+def test_held_out_frames_are_found_in_the_shared_data(shared_data, dataset, half, frames):
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    import accuracy
+    from PIL import Image
+
+    from fcn.train import TrainConfig
+
+    names = accuracy.held_out_frames(dataset, fast=False)
+    config = TrainConfig(dataset=dataset, data_dir=str(shared_data / half), exclude_frames=names,
+                         **{k: v for k, v in accuracy.RECIPES[dataset].items() if k != "precision"})
+    samples, where = accuracy.list_held_out(config, names, fast=False)
+    assert sorted(s.image.name for s in samples) == sorted(names) and len(samples) == frames
+    if dataset in accuracy.FULL_RESOLUTION_DIRS:  # scored at full resolution, with their labels
+        assert where.endswith("(full resolution)")
+        assert all(Image.open(s.image).size == (1242, 375) for s in samples)
+    # ... and they are in neither the training nor the validation split of the run.
+    train, val = accuracy.list_split(config)
+    assert not {s.image.name for s in train + val} & set(names)
