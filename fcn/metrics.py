@@ -192,7 +192,7 @@ def evaluate_kitti_road_bev(gt_dir, results_dir, calib_dir, categories=None, pro
     bev.check_calib_files([gt for category_pairs in pairs.values() for gt, _ in category_pairs], calib_dir)
     histograms = functools.partial(_bev_image_histograms, calib_dir=Path(calib_dir))
     return {
-        category: road_scores(*_pooled_histograms(category_pairs, category, progress, histograms))
+        category: road_scores(*pooled_histograms(_frame_histograms(category_pairs, category, progress, histograms)))
         for category, category_pairs in pairs.items()
     }
 
@@ -337,20 +337,11 @@ def _check_results_complete(pairs: dict[str, list], gt_dir: Path, results_dir: P
     )
 
 
-def _pooled_histograms(pairs, category: str, progress: bool, image_histograms=None) -> tuple[np.ndarray, np.ndarray]:
-    image_histograms = image_histograms or _image_histograms
-    pos_total, neg_total = np.zeros(256, np.int64), np.zeros(256, np.int64)
-    for gt_path, result_path in tqdm.tqdm(pairs, desc=category, unit="image", disable=not progress):
-        pos_hist, neg_hist = image_histograms(gt_path, result_path)
-        pos_total += pos_hist
-        neg_total += neg_hist
-    return pos_total, neg_total
-
-
-def _frame_histograms(pairs, category: str, progress: bool) -> list[tuple]:
+def _frame_histograms(pairs, category: str, progress: bool, image_histograms=None) -> list[tuple]:
     # 4 KB per frame: a category's frames are kept, so per-frame scores need no second reading.
+    image_histograms = image_histograms or _image_histograms
     return [
-        (_frame_name(gt_path, category), *_image_histograms(gt_path, result_path))
+        (_frame_name(gt_path, category), *image_histograms(gt_path, result_path))
         for gt_path, result_path in tqdm.tqdm(pairs, desc=category, unit="image", disable=not progress)
     ]
 
