@@ -2,7 +2,7 @@
 
 The paper's recipe (VGG16 initialised from ImageNet, Adam at a constant 1e-4 here) needs a GPU: on 2 CPU cores
 VGG16 trains well under 1 image/s. The CPU recipe trains a light encoder from scratch with AdamW, a warm-up
-and a cosine decay that spans the time budget (fcn/optim.py), in bfloat16 where the CPU has it
+and a cosine decay that spans the time budget (fcn/optim.py), in the precision `auto` picks for its encoder
 (fcn/precision.py). CPU_RECIPES holds it per dataset, with the image size, budget and rare-class remedy
 measured for each: what the notebooks' full mode runs and what `benchmarks/accuracy.py` measures.
 """

@@ -45,7 +45,7 @@ def test_native_bfloat16_is_told_by_the_flags(flags, native):
 
 @pytest.mark.parametrize(("encoder", "gpu", "flags", "expected"), [
     ("mobilenet_v2", True, EPYC_AVX2, "float16"),  # a GPU: float16 whatever the CPU
-    ("mobilenet_v2", False, EPYC_BF16, "bfloat16"),
+    ("mobilenet_v2", False, EPYC_BF16, "float32"),  # its step gain did not survive end to end
     ("vgg16", False, EPYC_BF16, "bfloat16"),
     ("mobilenet_v3_large", False, EPYC_BF16, "float32"),  # measured slower in bfloat16
     ("vgg16_mini", False, EPYC_BF16, "float32"),
@@ -67,7 +67,7 @@ def test_a_precision_chosen_by_hand_is_kept_and_unknown_ones_are_refused():
 def test_the_config_records_the_precision_auto_resolved_to(monkeypatch):
     monkeypatch.setattr(precision, "cpu_flags", lambda: set(EPYC_BF16.split()))
     monkeypatch.setattr("fcn.recipes.has_gpu", lambda: False)
-    assert fast_config(encoder="mobilenet_v2", precision="auto").precision == "bfloat16"
+    assert fast_config(encoder="vgg16", precision="auto").precision == "bfloat16"
     assert fast_config(precision="auto").precision == "float32"  # vgg16_mini
 
 
