@@ -38,13 +38,13 @@ lab: $(STAMP)
 check: $(STAMP)
 	$(BIN)/ruff check fcn tests notebooks benchmarks data
 	$(BIN)/nbstripout --verify notebooks/*.ipynb
-	$(BIN)/python -m pytest -q -m "not slow" --durations=15
+	$(BIN)/python -m pytest -q -n 2 --dist loadscope --no-loadscope-reorder -m "not slow" --durations=15
 
 ## test: lint, notebook hygiene, then the whole test suite (real data from $$FCN_SHARED_DATA, default ../shared/data)
 test: $(STAMP) browser
 	$(BIN)/ruff check fcn tests notebooks benchmarks data
 	$(BIN)/nbstripout --verify notebooks/*.ipynb
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n 2 --dist loadscope --no-loadscope-reorder --durations=15
 
 format: $(STAMP)
 	$(BIN)/ruff format fcn tests notebooks benchmarks data

@@ -164,6 +164,7 @@ def _random_batch(batch_size, image_size, num_classes=2, seed=0):
 def compiled_model(encoder, jit_compile=False):
     model = build_fcn8(2, encoder=encoder, weights=None)
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=MaskedSparseCrossEntropy(), jit_compile=jit_compile)
+    model.optimizer.build(model.trainable_variables)  # else the first step is traced twice (fcn/train.py)
     return model
 
 

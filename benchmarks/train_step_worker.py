@@ -39,6 +39,7 @@ def main(argv=None) -> None:
     model = build_fcn8(2, encoder=args.encoder, weights=None)
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=MaskedSparseCrossEntropy(),
                   jit_compile=args.xla if keras.backend.backend() == "tensorflow" else "auto")
+    model.optimizer.build(model.trainable_variables)  # else the first step is traced twice (fcn/train.py)
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 255, (args.batch_size, height, width, 3)).astype(np.float32)
     labels = rng.integers(0, 2, (args.batch_size, height, width)).astype(np.int32)

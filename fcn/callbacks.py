@@ -73,8 +73,10 @@ class CommitEpoch(keras.callbacks.Callback):
         planned = optim.plan_epochs(state.seconds, last_epoch_seconds, self.minutes, state.epochs_done,
                                     self.max_epochs or state.epochs_done)
         state.schedule_epochs = self.placement.share(planned)  # the chief's plan on every worker
+        total_steps = self.schedule.total_steps
         self.schedule.resize(state.schedule_epochs * self.steps_per_epoch)
-        self.model.make_train_function(force=True)
+        if self.schedule.total_steps != total_steps:  # a rebuild retraces the step: only for a changed length
+            self.model.make_train_function(force=True)
         print(f"learning-rate schedule sized by the budget: {state.schedule_epochs} epochs in all "
               f"({last_epoch_seconds:.1f} s per epoch, {self.minutes:g} minutes)")
 

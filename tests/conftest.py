@@ -11,6 +11,17 @@ SHARED_DATA = Path(os.environ.get("FCN_SHARED_DATA", REPO_ROOT.parent / "shared"
 ORACLES = Path(os.environ.get("FCN_SHARED_ORACLES", SHARED_DATA.parent / "oracles")).resolve()
 
 
+def pytest_collection_modifyitems(items):
+    """The files with tests marked slow first, their slow tests first.
+
+    `make test` runs `pytest -n 2 --dist loadscope --no-loadscope-reorder`: two workers, each taking a whole file
+    at a time (so that a file's shared set-ups, a trained model, a JupyterLab, a virtualenv, are made once) in
+    the order of the files' first tests here. The long files then run side by side from the start and the quick
+    ones fill the end, instead of one long file finishing alone.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: files keep their order
+
+
 def _require(path: Path) -> Path:
     if path.exists():
         return path

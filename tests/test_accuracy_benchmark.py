@@ -11,20 +11,38 @@ from conftest import REPO_ROOT
 SCORE_COLUMN = {"kitti_road": "val_maxf", "camvid": "val_miou", "kitti_semantics": "val_miou"}
 
 
+def _benchmark(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "accuracy.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
+
+
+@pytest.fixture(scope="module")
+def fast_runs(tmp_path_factory):
+    """dataset -> (out folder, finished process, its JSON record): each dataset's fast run, made once for the
+    tests here (the record is read at once: a later rerun in the same folder rewrites the file)."""
+    runs = {}
+
+    def run(dataset):
+        if dataset not in runs:
+            out = tmp_path_factory.mktemp(dataset)
+            result = _benchmark("--dataset", dataset, "--fast", "--minutes", 5, "--out", out,
+                                "--figures-dir", out / "fig", "--set", "learning_rate=0.003")
+            assert result.returncode == 0, result.stderr[-3000:]
+            runs[dataset] = out, result, json.loads((out / f"{dataset}-cpu.json").read_text())
+        return runs[dataset]
+
+    return run
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("dataset", sorted(SCORE_COLUMN))
-def test_accuracy_benchmark_runs_and_reports(dataset, tmp_path):
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "accuracy.py"), "--dataset", dataset,
-                             "--fast", "--minutes", "5", "--out", str(tmp_path), "--figures-dir", str(tmp_path / "fig"),
-                             "--set", "learning_rate=0.003"],
-                            capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
-    assert result.returncode == 0, result.stderr[-3000:]
-    record = json.loads((tmp_path / f"{dataset}-cpu.json").read_text())
+def test_accuracy_benchmark_runs_and_reports(dataset, fast_runs):
+    out, result, record = fast_runs(dataset)
     assert record["recipe"]["learning_rate"] == 0.003  # --set reached the recipe
     # Charts of the run: curves always; per-class IoU and confusion matrix where there are classes.
     charts = {"curves"} if dataset == "kitti_road" else {"curves", "class_iou", "confusion"}
-    expected = [str(tmp_path / "fig" / f"{dataset}-cpu_{c}.png") for c in charts]
-    assert sorted(record["figures"]) == sorted([*expected, str(tmp_path / "fig" / f"{dataset}_time_to_accuracy.png")])
+    expected = [str(out / "fig" / f"{dataset}-cpu_{c}.png") for c in charts]
+    assert sorted(record["figures"]) == sorted([*expected, str(out / "fig" / f"{dataset}_time_to_accuracy.png")])
     assert all(open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n" for path in record["figures"])
     # The schedule was planned after epoch 2 and capped by the fast mode's 3 epochs.
     assert record["dataset"] == dataset and record["synthetic"] and record["epochs"] == 3
@@ -32,7 +50,7 @@ def test_accuracy_benchmark_runs_and_reports(dataset, tmp_path):
     assert record["encoder"] == "mobilenet_v2" and record["image_size"] == [64, 96]
     assert 0 < record["minutes"] <= 5 and "cores" in record["machine"]
     # The reported value is the best epoch's validation score, recomputed from best.keras.
-    with open(tmp_path / f"{dataset}-cpu" / "history.csv") as f:
+    with open(out / f"{dataset}-cpu" / "history.csv") as f:
         scores = [float(row[SCORE_COLUMN[dataset]]) for row in csv.DictReader(f)]
     # (A bfloat16 run scored its epochs with bfloat16 arithmetic; its model file is the float32 model.)
     assert record["value"] == pytest.approx(max(scores), abs=1e-9 if record["precision"] == "float32" else 2e-3)
@@ -49,25 +67,29 @@ def test_accuracy_benchmark_runs_and_reports(dataset, tmp_path):
     # The held-out frames were in neither split, and were scored on their own.
     held_out = {"kitti_road": 12, "camvid": 2, "kitti_semantics": 4}[dataset]
     assert record["held_out"]["frames"] == held_out and 0 <= record["held_out"]["value"] <= 1
-    config = json.loads((tmp_path / f"{dataset}-cpu" / "config.json").read_text())
+    config = json.loads((out / f"{dataset}-cpu" / "config.json").read_text())
     assert len(config["exclude_frames"]) == held_out
     row = result.stdout.strip().splitlines()[-1]
     assert row.startswith(f"| {dataset} (synthetic) |") and f"{100 * record['value']:.1f}" in row
 
 
 @pytest.mark.slow
-def test_accuracy_benchmark_scores_an_eval_folder(tmp_path):
+def test_accuracy_benchmark_scores_an_eval_folder(fast_runs, tmp_path):
+    """Rerun on the finished KITTI Road run, the benchmark trains no more and scores another folder."""
     from fcn.data import synthetic
 
+    out, _, first = fast_runs("kitti_road")
+    history = (out / "kitti_road-cpu" / "history.csv").read_text()
     held_out = synthetic.write_kitti_road(tmp_path / "held_out", images_per_category=1, test_images_per_category=0,
                                           scale=0.25, seed=9) / "training"
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "accuracy.py"), "--dataset",
-                             "kitti_road", "--fast", "--minutes", "5", "--out", str(tmp_path / "out"),
-                             "--eval-dir", str(held_out), "--tta-flip", "--tta-scales", "1,1.5",
-                             "--figures-dir", ""],
-                            capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
+    result = _benchmark("--dataset", "kitti_road", "--fast", "--minutes", 5, "--out", out, "--eval-dir", held_out,
+                        "--tta-flip", "--tta-scales", "1,1.5", "--figures-dir", "", "--set", "learning_rate=0.003")
     assert result.returncode == 0, result.stderr[-3000:]
-    record = json.loads((tmp_path / "out" / "kitti_road-cpu.json").read_text())
+    record = json.loads((out / "kitti_road-cpu.json").read_text())
+    # Nothing was trained again: the same epochs, the same best model.
+    assert "Epoch " not in result.stdout and (out / "kitti_road-cpu" / "history.csv").read_text() == history
+    assert (record["epochs"], record["best_epoch"], record["curve"]) == (first["epochs"], first["best_epoch"],
+                                                                          first["curve"])
     assert record["evaluated_on"] == str(held_out)
     # Exactly the folder's three frames were scored: one per category.
     assert set(record["scores"]["categories"]) == {"um_road", "umm_road", "uu_road", "urban_road"}
@@ -76,7 +98,7 @@ def test_accuracy_benchmark_scores_an_eval_folder(tmp_path):
     from fcn.data import get_dataset, list_eval_folder
 
     assert record["tta"]["scales"] == [1.0, 1.5] and record["tta"]["flip"] is True
-    model = modelfile.load_model(tmp_path / "out" / "kitti_road-cpu" / "best.keras")
+    model = modelfile.load_model(out / "kitti_road-cpu" / "best.keras")
     samples = list_eval_folder(get_dataset("kitti_road"), held_out)
     road = get_dataset("kitti_road").road_class
     expected = predict.evaluate_road(model, samples, tuple(record["image_size"]), road_id=road, pooled=True,
@@ -87,6 +109,7 @@ def test_accuracy_benchmark_scores_an_eval_folder(tmp_path):
     assert f"({100 * record['tta']['value']:.1f} with TTA)" in result.stdout.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_accuracy_benchmark_refuses_bad_tta_scales():
     result = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "accuracy.py"), "--dataset",
                              "kitti_road", "--fast", "--tta-scales", "1,-2"], capture_output=True, text=True,

@@ -258,6 +258,7 @@ def bev_copy(kitti_road_root, kitti_road_oracles, tmp_path):
     return folders
 
 
+@pytest.mark.slow
 def test_cli_prints_bev_beside_perspective(kitti_road_root, kitti_road_oracles, kitti_road_bev_oracles):
     training = kitti_road_root / "training"
     args = ["evaluate", "kitti-road", "--gt-dir", training / "gt_image_2", "--results-dir",
@@ -280,12 +281,14 @@ def test_cli_prints_bev_beside_perspective(kitti_road_root, kitti_road_oracles, 
             assert scores["bev"][category][key] == pytest.approx(category_expected[key], abs=TOLERANCE)
 
 
+@pytest.mark.slow
 def test_cli_bev_needs_calib_dir(kitti_road_root, kitti_road_oracles):
     finished = run_fcn("evaluate", "kitti-road", "--gt-dir", kitti_road_root / "training" / "gt_image_2",
                        "--results-dir", kitti_road_oracles / "case_blur", "--bev")
     assert finished.returncode == 2 and "--bev needs --calib-dir" in finished.stderr
 
 
+@pytest.mark.slow
 def test_cli_refuses_missing_calib(bev_copy):
     gt_dir, results_dir, calib_dir = bev_copy
     (calib_dir / "umm_000003.txt").unlink()
@@ -298,6 +301,7 @@ def test_cli_refuses_missing_calib(bev_copy):
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("edit, message", [
     (replace_line("P2", "1 2 3"), "P2 needs 12 finite numbers, got 3"),
     (replace_line("Tr_cam_to_road", ROAD_FAR_BELOW), "the road plane is out of view"),

@@ -56,6 +56,7 @@ def test_plan_fills_what_is_left_of_the_budget():
     assert optim.plan_epochs(200.0, 30.0, minutes=3, epochs_done=2, max_epochs=1000) == 2  # nothing left
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("epoch_seconds", "minutes", "planned"), [(30.0, 3, 6), (5.0, 1, 12)])
 def test_the_run_ends_at_the_budget_with_the_rate_at_zero(road_data, tmp_path, monkeypatch, epoch_seconds, minutes,
                                                           planned):
@@ -72,6 +73,7 @@ def test_the_run_ends_at_the_budget_with_the_rate_at_zero(road_data, tmp_path, m
     assert len(history["loss"]) == planned
 
 
+@pytest.mark.slow
 def test_a_resume_keeps_the_planned_schedule(road_data, tmp_path, monkeypatch):
     monkeypatch.setattr(callbacks, "time", FakeTime(30.0))
     with pytest.raises(KeyboardInterrupt):
@@ -88,6 +90,7 @@ def test_a_resume_keeps_the_planned_schedule(road_data, tmp_path, monkeypatch):
 
 
 
+@pytest.mark.slow
 def test_a_finished_budget_run_says_why_more_minutes_do_not_continue_it(road_data, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(callbacks, "time", FakeTime(30.0))
     train(_config(road_data, tmp_path / "run", 3), verbose=0)
@@ -96,6 +99,7 @@ def test_a_finished_budget_run_says_why_more_minutes_do_not_continue_it(road_dat
     assert "its learning-rate schedule, sized by the budget, has ended" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_without_a_budget_the_schedule_spans_the_epochs(road_data, tmp_path):
     model, _ = train(_config(road_data, tmp_path / "run", None, epochs=3), verbose=0)
     state = json.loads((tmp_path / "run" / "state.json").read_text())

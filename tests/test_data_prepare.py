@@ -389,6 +389,7 @@ def test_cityscapes_bad_credentials_are_one_clear_error(tmp_path, server, monkey
 # --- the command ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_fcn_data_prepare_offline_exits_1_with_one_line(tmp_path):
     result = subprocess.run(
         [str(FCN), "data", "prepare", "camvid", "--dest", str(tmp_path), "--mirror", UNREACHABLE],

@@ -18,6 +18,7 @@ from fcn.data import synthetic
 from fcn.imageio import read_rgb
 
 
+@pytest.mark.slow
 def test_demo_trains_scores_and_saves_figures(tmp_path):
     data_dir = synthetic.write_kitti_road(tmp_path / "data", images_per_category=4, test_images_per_category=1,
                                           scale=0.25, seed=3)
@@ -29,6 +30,7 @@ def test_demo_trains_scores_and_saves_figures(tmp_path):
         assert read_rgb(tmp_path / "fig" / f"{name}.png").shape[2] == 3
 
 
+@pytest.mark.slow
 def test_demo_data_is_written_once(tmp_path):
     root = demo.prepare_synthetic_kitti_road(tmp_path)
     marker = root / "SYNTHETIC.md"

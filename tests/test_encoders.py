@@ -82,6 +82,7 @@ def test_decoder_takes_its_skips_from_strides_8_16_32(built):
     assert shapes == [(12, 32), (6, 16), (3, 8)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", QUICK_ENCODERS)
 def test_training_steps_change_the_weights(name):
     model = fcn_model.build_fcn8(NUM_CLASSES, encoder=name, weights=None)
@@ -99,6 +100,7 @@ def test_training_steps_change_the_weights(name):
     assert unchanged == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", QUICK_ENCODERS)
 def test_saved_model_reloads_with_identical_outputs(name, tmp_path):
     model = fcn_model.build_fcn8(NUM_CLASSES, encoder=name, weights=None)
@@ -127,6 +129,7 @@ def test_mixed_precision_still_gives_float32_logits():
     assert logits.dtype == tf.float32 and tuple(logits.shape) == (1, 33, 65, NUM_CLASSES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BACKBONES))
 def test_local_backbone_weights_arrive(name, tmp_path):
     # A backbone as a person saves it, with every variable (batch-norm statistics too) set to known values.
@@ -144,6 +147,7 @@ def test_local_backbone_weights_arrive(name, tmp_path):
             np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.slow
 def test_bad_local_weights_are_reported(tmp_path):
     # One light encoder: they all load through keras.applications the same way.
     bad = tmp_path / "bad.weights.h5"
@@ -196,6 +200,7 @@ def test_command_line_offers_every_encoder():
         assert args.encoder == name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BACKBONES))
 def test_light_encoders_batchnorm_tracks_recent_batches(name, tmp_path):
     # keras.applications' 0.999 leaves the moving statistics of a model trained from scratch stale; the light

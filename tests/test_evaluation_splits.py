@@ -142,6 +142,7 @@ def test_missing_or_empty_eval_dir_is_one_line(camvid, tmp_path, capsys):
         assert code == 1 and expected in err and len(err.strip().splitlines()) == 1, err
 
 
+@pytest.mark.slow
 def test_tta_options_as_a_person_runs_them(camvid, tmp_path):
     """A real `fcn` process: TTA off is byte-identical to no options; bad scales are one line, exit 2."""
     data, model_path, _ = camvid

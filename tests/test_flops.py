@@ -32,6 +32,7 @@ def test_a_model_without_fixed_size_is_refused():
         flops.count_flops(build_fcn8(2, encoder="vgg16_mini", weights=None))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("encoder", ["vgg16_mini", "mobilenet_v2"])
 def test_counts_agree_with_tensorflows_profiler(encoder):
     # TensorFlow's profiler also counts bias additions, BatchNorm and activations: a little more than ours.

@@ -44,6 +44,7 @@ def test_unknown_cards_have_no_peak(gpu_check, device_name):
     assert gpu_check.peak_for_policy(None, "mixed_float16") is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["tensorflow", "jax-without-tensorflow"])
 def test_gpu_check_on_a_cpu_says_so_and_runs_a_smoke_run(backend):
     # The GPU machine's setting: KERAS_BACKEND unset, TensorFlow hidden; the script picks JAX by itself.

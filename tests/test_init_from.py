@@ -54,6 +54,7 @@ def test_a_model_with_another_encoder_is_refused(source_model):
         init_from_model(build_fcn8(2, encoder="mobilenet_v2", weights=None), path, "mobilenet_v2")
 
 
+@pytest.mark.slow
 def test_training_starts_from_the_model_and_a_resume_does_not_copy_it_again(source_model, road_data, tmp_path):
     path, source = source_model
     config = fast_config(data_dir=str(road_data), run_dir=str(tmp_path / "run"), epochs=1, learning_rate=1e-9,
@@ -74,6 +75,7 @@ def test_training_starts_from_the_model_and_a_resume_does_not_copy_it_again(sour
         moved.rename(path)
 
 
+@pytest.mark.slow
 def test_the_command_line_says_where_it_started_and_names_a_missing_file(source_model, road_data, tmp_path):
     path, _ = source_model
     command = [sys.executable, "-m", "fcn", "train", "--fast", "--data-dir", str(road_data), "--epochs", "1",

@@ -74,6 +74,7 @@ def _imported_top_level_modules(package: Path) -> set[str]:
     return modules - set(sys.stdlib_module_names) - {"fcn"}
 
 
+@pytest.mark.slow
 def test_every_package_the_library_imports_is_a_declared_dependency():
     # The optional features import theirs inside the functions that need them (extras of pyproject.toml).
     declared = {canonicalize_name(r.name) for extra in (None, "distributed", "cityscapes") for r in _declared(extra)}

@@ -102,12 +102,14 @@ def jax_side(tensorflow_side):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_fcn_builds_and_trains_without_tensorflow(jax_side):
     assert jax_side["backend"] == "jax"
     assert jax_side["tensorflow_importable"] is False  # the shim really hid it
     assert jax_side["tensorflow_modules"] == []  # fcn, its model, loss and a training step never asked for it
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("encoder", ENCODERS)
 def test_jax_logits_match_tensorflow(tensorflow_side, jax_side, encoder):
     tf_logits = np.load(tensorflow_side / f"{encoder}-tf.npy")
@@ -118,6 +120,7 @@ def test_jax_logits_match_tensorflow(tensorflow_side, jax_side, encoder):
     np.testing.assert_allclose(jax_logits, tf_logits, rtol=0, atol=RELATIVE_TOLERANCE * scale)
 
 
+@pytest.mark.slow
 def test_jax_training_step_updates_every_trainable_weight(jax_side):
     assert np.isfinite(jax_side["loss"]) and jax_side["loss"] > 0
     assert jax_side["trainable_changed"] and all(jax_side["trainable_changed"])

@@ -116,6 +116,7 @@ def test_kitti_road_training_pipeline_stops_on_a_foreign_colour(tmp_path):
         list(ds)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("root_fixture", ["kitti_road_root", "kitti_road_half_root"])
 def test_every_real_kitti_road_gt_file_passes(request, root_fixture):
     gt_paths = sorted((request.getfixturevalue(root_fixture) / "training" / "gt_image_2").glob("*.png"))

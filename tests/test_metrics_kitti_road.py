@@ -418,6 +418,7 @@ def run_fcn(*args) -> subprocess.CompletedProcess:
     return subprocess.run([str(fcn_command), *map(str, args)], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_refuses_incomplete_results(oracle_copy):
     gt_dir, results_dir = oracle_copy
     (results_dir / "umm_road_000004.png").unlink()
@@ -429,6 +430,7 @@ def test_cli_refuses_incomplete_results(oracle_copy):
     ]
 
 
+@pytest.mark.slow
 def test_cli_names_a_gt_file_with_foreign_colours(oracle_copy):
     gt_dir, results_dir = oracle_copy
     gt_path = gt_dir / "uu_road_000000.png"

@@ -197,6 +197,7 @@ def assert_scores_equal(ours: dict, official: dict, tolerance=1e-9):
             assert value == pytest.approx(official[name], abs=tolerance), name
 
 
+@pytest.mark.slow
 def test_agrees_with_the_official_cityscapes_evaluator(shared_data, tmp_path):
     gt_paths = cityscapes.list_label_files(shared_data / "cityscapes", "val")
     # Only the frames whose gt has neither bus nor train: the predictions never show bus on valid pixels

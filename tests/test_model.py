@@ -29,6 +29,7 @@ def vgg16_fcn():
     return fcn_model.build_fcn8(2, encoder="vgg16", weights=None)
 
 
+@pytest.mark.slow
 def test_parameter_count_matches_the_paper(vgg16_fcn):
     # The paper (Table 1) gives 134M for FCN-VGG16. With 21 PASCAL classes the exact count is 134,489,759:
     # 134,260,544 in the VGG16 convolutions and fc6/fc7 + 102,207 in the three 1x1 score layers
@@ -45,6 +46,7 @@ def test_final_upsampling_is_fixed_and_the_x2_layers_learn(vgg16_fcn):
     assert fixed == 16 * 16 * 2 * 2
 
 
+@pytest.mark.slow
 def test_output_has_the_input_size_for_odd_kitti_sizes(vgg16_fcn):
     for height, width in [(375, 1242), (370, 1226)]:
         logits = vgg16_fcn(np.zeros((1, height, width, 3), np.float32), training=False)
@@ -111,6 +113,7 @@ def test_caffe_preprocessing_is_bgr_minus_means():
     np.testing.assert_allclose(out, [30 - 103.939, 20 - 116.779, 10 - 123.68], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_local_vgg16_weights_are_copied_and_fc_layers_convolutionalised(tmp_path):
     vgg = keras.applications.VGG16(include_top=True, weights=None, input_shape=(224, 224, 3))
     path = tmp_path / "vgg16.weights.h5"
@@ -126,6 +129,7 @@ def test_local_vgg16_weights_are_copied_and_fc_layers_convolutionalised(tmp_path
                                   vgg.get_layer("fc2").get_weights()[0])
 
 
+@pytest.mark.slow
 def test_not_a_weights_file_is_reported(tmp_path):
     bad = tmp_path / "bad.weights.h5"
     bad.write_bytes(b"not hdf5")

@@ -255,6 +255,7 @@ BREAKAGES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("breakage", BREAKAGES)
 def test_broken_model_file_is_reported_as_corrupt(breakage, cityscapes_model, small_images, tmp_path):
     broken = tmp_path / "best.keras"
@@ -267,6 +268,7 @@ def test_broken_model_file_is_reported_as_corrupt(breakage, cityscapes_model, sm
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_missing_model_file_is_reported_as_not_found(small_images, tmp_path):
     missing = tmp_path / "no-such-run" / "best.keras"
     result = run_fcn("predict", "--model", missing, "--input", small_images, "--output", tmp_path / "out",
@@ -342,6 +344,7 @@ def test_big_image_is_predicted_in_bounded_memory(cityscapes_model, small_images
     assert labels.max() < 19 and len(np.unique(labels[::50, ::50])) > 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["any model", "model without a size"])
 def test_image_over_the_limit_is_refused_before_any_prediction(case, cityscapes_model, tmp_path):
     images = tmp_path / "images"
@@ -369,6 +372,7 @@ def test_image_over_the_limit_is_refused_before_any_prediction(case, cityscapes_
 # 6. Options are checked before work starts.
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("option, value, says", [
     ("--epochs", "0", "at least 1"),
     ("--learning-rate", "-1", "above 0"),
@@ -384,6 +388,7 @@ def test_train_refuses_a_bad_option_in_one_line(option, value, says, data, tmp_p
     assert not run_dir.exists() and result.stdout == ""
 
 
+@pytest.mark.slow
 def test_predict_refuses_an_output_that_is_a_file(cityscapes_model, small_images, tmp_path):
     output = tmp_path / "results.png"
     output.write_bytes(b"keep me")
@@ -394,6 +399,7 @@ def test_predict_refuses_an_output_that_is_a_file(cityscapes_model, small_images
     assert output.read_bytes() == b"keep me" and "running the network" not in result.stdout
 
 
+@pytest.mark.slow
 def test_predict_refuses_a_missing_input_folder(cityscapes_model, tmp_path):
     missing = tmp_path / "no-such-folder"
     result = run_fcn("predict", "--model", cityscapes_model, "--input", missing, "--output", tmp_path / "out",

@@ -66,6 +66,7 @@ def test_bad_recipe_settings_are_refused(settings, message):
         TrainConfig(**settings)
 
 
+@pytest.mark.slow
 def test_cli_refuses_warmup_without_a_schedule(tmp_path):
     result = subprocess.run([sys.executable, "-m", "fcn.cli", "train", "--fast", "--data-dir", str(tmp_path),
                              "--run-dir", str(tmp_path / "r"), "--warmup-epochs", "1"],
@@ -80,6 +81,7 @@ class _StopAfterFirstEpoch(keras.callbacks.Callback):
             raise KeyboardInterrupt("simulated crash")
 
 
+@pytest.mark.slow
 def test_a_resumed_run_continues_its_schedule(tmp_path):
     data = synthetic.write_kitti_road(tmp_path / "data", images_per_category=3, test_images_per_category=1,
                                       scale=0.25, seed=1)

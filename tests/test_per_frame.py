@@ -162,6 +162,7 @@ def _results_of_known_quality(gt_dir, results_dir):
         write_png(results_dir / gt_path.name, confidence)
 
 
+@pytest.mark.slow
 def test_evaluate_kitti_road_per_frame_writes_the_frames_worst_first(road_data, tmp_path):
     gt_dir = road_data / "training" / "gt_image_2"
     _results_of_known_quality(gt_dir, tmp_path / "results")
@@ -184,6 +185,7 @@ def test_evaluate_kitti_road_per_frame_writes_the_frames_worst_first(road_data, 
         assert {float(row["threshold"]) for row in rows if row["category"] == category} == {category_scores["BestThresh"]}
 
 
+@pytest.mark.slow
 def test_evaluate_per_frame_refuses_an_unwritable_file_before_any_work(road_data, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
@@ -209,6 +211,7 @@ def camvid(tmp_path_factory):
     return data, _save_tiny_model(root / "tiny.keras", "camvid")
 
 
+@pytest.mark.slow
 def test_evaluate_segmentation_per_frame_writes_every_frame_worst_first(camvid, tmp_path):
     data, model_path = camvid
     target = tmp_path / "frames.csv"
@@ -228,6 +231,7 @@ def test_evaluate_segmentation_per_frame_writes_every_frame_worst_first(camvid, 
         assert float(row["mean_iou"]) == pytest.approx(np.mean(ious)) and 0 <= float(row["pixel_accuracy"]) <= 1
 
 
+@pytest.mark.slow
 def test_predict_errors_writes_one_map_per_image(camvid, tmp_path):
     data, model_path = camvid
     result = _run_fcn("predict", "--model", model_path, "--input", data / "test", "--output", tmp_path / "errors",
@@ -242,6 +246,7 @@ def test_predict_errors_writes_one_map_per_image(camvid, tmp_path):
         assert not (errors == image).all()  # every pixel evaluated is darkened or painted
 
 
+@pytest.mark.slow
 def test_predict_errors_on_a_road_model_paints_road_outcomes(road_data, tmp_path):
     model_path = _save_tiny_model(tmp_path / "road.keras", "kitti_road")
     images = road_data / "training" / "image_2"
@@ -255,6 +260,7 @@ def test_predict_errors_on_a_road_model_paints_road_outcomes(road_data, tmp_path
     assert not changed[labels == 255].any() and changed[labels == 1].all()  # road is either found or missed
 
 
+@pytest.mark.slow
 def test_predict_errors_refuses_missing_or_mismatched_ground_truth(camvid, tmp_path):
     data, model_path = camvid
     gt_dir = tmp_path / "gt"

@@ -71,6 +71,7 @@ def test_the_config_records_the_precision_auto_resolved_to(monkeypatch):
     assert fast_config(precision="auto").precision == "float32"  # vgg16_mini
 
 
+@pytest.mark.slow
 def test_the_command_line_takes_precision_and_the_old_mixed_precision_flag():
     parser = cli.build_parser()
     base = ["train", "--data-dir", "d", "--run-dir", "r"]
@@ -87,6 +88,7 @@ def test_earlier_configs_with_mixed_precision_are_read_as_float16():
     assert upgrade_saved_config({"mixed_precision": False}) == {"precision": "float32"}
 
 
+@pytest.mark.slow
 def test_a_model_trained_in_bfloat16_computes_in_bfloat16_and_is_saved_as_a_float32_model(road_data, tmp_path):
     config = _tiny(road_data, tmp_path / "run", precision="bfloat16")
     model, history = train(config, verbose=0)
@@ -112,12 +114,14 @@ def test_a_model_trained_in_bfloat16_computes_in_bfloat16_and_is_saved_as_a_floa
     assert check["max_abs_logit_diff"] <= 1e-3 * max(check["logit_range"], 1.0)
 
 
+@pytest.mark.slow
 def test_a_resume_refuses_another_precision(road_data, tmp_path):
     train(_tiny(road_data, tmp_path / "run"), verbose=0)
     with pytest.raises(ValueError, match=r"other settings \(precision 'float32' -> 'bfloat16'\)"):
         train(_tiny(road_data, tmp_path / "run", precision="bfloat16", epochs=2), verbose=0)
 
 
+@pytest.mark.slow
 def test_a_run_of_an_earlier_fcn_resumes_under_today_s_settings(road_data, tmp_path):
     config = _tiny(road_data, tmp_path / "run")
     train(config, verbose=0)

@@ -142,6 +142,7 @@ def test_a_second_process_is_refused_at_once_and_a_killed_one_leaves_no_lock(roa
     assert _epochs(run_dir) == [1, 2, 3] and not (run_dir / ".lock").exists()
 
 
+@pytest.mark.slow
 def test_the_lock_is_held_by_one_holder_and_removed_with_a_folder_it_created(tmp_path):
     run = RunFolder(tmp_path / "new")
     other = [sys.executable, "-c", "import sys; from fcn.runs import RunFolder\n"

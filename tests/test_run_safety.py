@@ -110,6 +110,7 @@ def test_time_budget_stops_cleanly_and_is_recorded(road_data, tmp_path):
     assert json.loads((run_dir / "state.json").read_text())["epochs_done"] == done + 1
 
 
+@pytest.mark.slow
 def test_failed_start_in_an_existing_folder_removes_only_what_it_wrote(road_data, tmp_path):
     run_dir = tmp_path / "mine"
     run_dir.mkdir()
@@ -164,6 +165,7 @@ def test_paths_are_checked_when_training_starts(road_data, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_a_changed_setting_is_refused_not_mixed_into_the_run(road_data, tmp_path):
     config = fast_config(data_dir=str(road_data), run_dir=str(tmp_path / "run"), image_size=(32, 96), epochs=1,
                          max_train_images=4, max_val_images=2)

@@ -26,6 +26,7 @@ def test_prepare_data_is_explicit(tmp_path):
     assert experiment.prepare_data("camvid", root, tmp_path, fast=True) == (root, False)
 
 
+@pytest.mark.slow
 def test_train_then_evaluate_segmentation_cli(kitti_semantics_root, tmp_path, capsys):
     run_dir = tmp_path / "run"
     _, history = train(fast_config(dataset="kitti_semantics", data_dir=str(kitti_semantics_root),

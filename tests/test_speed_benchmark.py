@@ -73,6 +73,7 @@ def test_tf1_style_batches_resize_labels_with_nearest_neighbour(tmp_path):
     assert set(np.unique(labels)) <= file_values and len(np.unique(labels)) >= 2
 
 
+@pytest.mark.slow
 def test_a_stopped_run_keeps_the_sections_it_finished(tmp_path, monkeypatch):
     """Each section's table is printed and the JSON rewritten as the section ends (the first full run was
     killed for memory after an hour and left nothing)."""

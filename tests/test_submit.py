@@ -46,6 +46,7 @@ def expected_names() -> list[str]:
     return [f"{category}_road_{index:06d}.png" for category in ("um", "umm", "uu") for index in range(TEST_FRAMES)]
 
 
+@pytest.mark.slow
 def test_submit_writes_every_testing_frame_in_bev(model_path, road_root, tmp_path):
     output = tmp_path / "submission.zip"
     finished = run_fcn("submit", "kitti-road", "--model", model_path, "--data-dir", road_root, "--output", output)
@@ -75,6 +76,7 @@ def _extract(archive, name, folder) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_predict_devkit_bev_writes_the_submission_maps(model_path, road_root, tmp_path):
     testing = road_root / "testing"
     finished = run_fcn("predict", "--model", model_path, "--input", testing / "image_2", "--output", tmp_path / "bev",
@@ -97,6 +99,7 @@ def refused(model_path, data_dir, output) -> str:
     return line
 
 
+@pytest.mark.slow
 def test_submit_refuses_missing_calib_and_keeps_the_old_archive(model_path, road_copy, tmp_path):
     calib = road_copy / "testing" / "calib"
     (calib / "umm_000001.txt").unlink()
@@ -109,6 +112,7 @@ def test_submit_refuses_missing_calib_and_keeps_the_old_archive(model_path, road
     assert output.read_bytes() == b"an earlier submission"
 
 
+@pytest.mark.slow
 def test_submit_refuses_missing_frames(model_path, road_copy, tmp_path):
     image_dir = road_copy / "testing" / "image_2"
     (image_dir / "um_000000.png").unlink()
@@ -122,6 +126,7 @@ def test_submit_refuses_missing_frames(model_path, road_copy, tmp_path):
     assert not (tmp_path / "submission.zip").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("edit, message", [
     (lambda text: text.replace("R0_rect:", "R0:"), "calib file has no R0_rect"),
     (lambda text: text.replace("Tr_cam_to_road: ", "Tr_cam_to_road: 1,0 "), "Tr_cam_to_road is not a list of numbers"),
@@ -134,6 +139,7 @@ def test_submit_refuses_bad_calib(model_path, road_copy, tmp_path, edit, message
     assert refused(model_path, road_copy, tmp_path / "s.zip").startswith(f"error: {path}: {message}")
 
 
+@pytest.mark.slow
 def test_submit_checks_the_output_name(model_path, road_root, tmp_path):
     line = refused(model_path, road_root, tmp_path / "submission.tar")
     assert line == f"error: {tmp_path / 'submission.tar'}: the submission must be a .zip archive"

@@ -28,6 +28,7 @@ def trained_run(kitti_road_half_root, tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.slow
 def test_train_writes_the_run_folder(trained_run):
     for name in ("config.json", "history.csv", "best.keras", "final.keras"):
         assert (trained_run / name).is_file(), name
@@ -87,6 +88,7 @@ def test_predict_overlay_and_in_memory_scores_agree_with_files(trained_run, kitt
     assert in_memory["um_road"]["MaxF"] == from_files["um_road"]["MaxF"]
 
 
+@pytest.mark.slow
 def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     assert cli.main(["train", "--data-dir", str(tmp_path / "nowhere"), "--run-dir", str(tmp_path / "r"),
                      "--fast"]) == 1
@@ -104,6 +106,7 @@ class _Interrupt(keras.callbacks.Callback):
             raise KeyboardInterrupt("simulated crash")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["float32", "float16"])
 def test_interrupted_run_resumes_where_it_stopped(kitti_road_half_root, tmp_path, precision):
     mixed_precision = precision == "float16"
@@ -124,6 +127,7 @@ def test_interrupted_run_resumes_where_it_stopped(kitti_road_half_root, tmp_path
     assert not np.array_equal(model.get_layer("fc6").get_weights()[0], first_epoch.get_layer("fc6").get_weights()[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("option", ["float16", "bfloat16", "jit_compile", "class_balancing"])
 def test_training_options_run_on_cpu(kitti_road_half_root, tmp_path, option):
     setting = {"precision": option} if option.endswith("float16") else {option: True}

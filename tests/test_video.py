@@ -87,6 +87,7 @@ def test_render_drive_moves_the_camera_forward(drive):
     assert np.array_equal(still[0], still[2])
 
 
+@pytest.mark.slow
 def test_video_from_a_frame_folder_keeps_size_order_and_rate(models, drive, tmp_path):
     images, _ = drive
     frames = _write_frames(tmp_path / "frames", images)
@@ -107,6 +108,7 @@ def test_video_from_a_frame_folder_keeps_size_order_and_rate(models, drive, tmp_
     assert sorted(p.name for p in output.parent.iterdir()) == ["drive.mp4"]  # no temporary file left
 
 
+@pytest.mark.slow
 def test_cli_video_from_a_video_file_with_a_tflite_model(models, drive, tmp_path):
     images, _ = drive
     source = tmp_path / "drive.mp4"
@@ -132,6 +134,7 @@ def test_cli_video_sets_the_rate_and_stops_after_max_frames(models, drive, tmp_p
     assert len(written) == 4 and fps == 5
 
 
+@pytest.mark.slow
 def test_cli_video_refuses_a_broken_video_in_one_line(models, tmp_path):
     source = tmp_path / "broken.mp4"
     source.write_bytes(b"not a video" * 100)  # FFmpeg's own complaint must not add a line
