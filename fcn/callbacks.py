@@ -53,7 +53,9 @@ class CommitEpoch(keras.callbacks.Callback):
     With a budget and a decaying learning rate (`schedule`, a fcn.optim.WarmupDecay), the schedule is sized by
     the budget: after optim.PLAN_AFTER_EPOCHS epochs their measured length fixes how many epochs fit (at most
     `max_epochs`), the decay is stretched or shrunk to end there, and the run stops after that epoch, at a
-    learning rate near 0. The plan is committed in state.json (schedule_epochs), so a resume keeps it.
+    learning rate near 0. Once optim.REPLAN_AT_BUDGET_SHARE of the budget is spent, the plan is made again from
+    the median epoch since (the step is rebuilt only if the plan changed). The plan is committed in state.json
+    (schedule_epochs, schedule_replanned), so a resume keeps it.
     """
 
     def __init__(self, run: RunFolder, state: RunState, config: dict, info: dict, minutes: float | None = None,
@@ -69,8 +71,8 @@ class CommitEpoch(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_start = time.monotonic()
 
-    def _plan_schedule(self, state: RunState, last_epoch_seconds: float) -> None:
-        planned = optim.plan_epochs(state.seconds, last_epoch_seconds, self.minutes, state.epochs_done,
+    def _plan_schedule(self, state: RunState, epoch_seconds: float) -> None:
+        planned = optim.plan_epochs(state.seconds, epoch_seconds, self.minutes, state.epochs_done,
                                     self.max_epochs or state.epochs_done)
         state.schedule_epochs = self.placement.share(planned)  # the chief's plan on every worker
         total_steps = self.schedule.total_steps
@@ -78,7 +80,17 @@ class CommitEpoch(keras.callbacks.Callback):
         if self.schedule.total_steps != total_steps:  # a rebuild retraces the step: only for a changed length
             self.model.make_train_function(force=True)
         print(f"learning-rate schedule sized by the budget: {state.schedule_epochs} epochs in all "
-              f"({last_epoch_seconds:.1f} s per epoch, {self.minutes:g} minutes)")
+              f"({epoch_seconds:.1f} s per epoch, {self.minutes:g} minutes)")
+
+    def _time_to_replan(self, state: RunState) -> bool:
+        return (state.epochs_done < state.schedule_epochs
+                and state.seconds >= optim.REPLAN_AT_BUDGET_SHARE * 60 * self.minutes)
+
+    @staticmethod
+    def _median_epoch_seconds(state: RunState) -> float:
+        # The epochs since the first plan, less the first of them, which rebuilt (retraced) the training step.
+        seconds = sorted(row["seconds"] for row in state.history[optim.PLAN_AFTER_EPOCHS + 1:])
+        return seconds[len(seconds) // 2] if seconds else state.history[-1]["seconds"]
 
     def _stop_reason(self, state: RunState, last_epoch_seconds: float) -> str | None:
         if state.schedule_epochs is not None and state.epochs_done >= state.schedule_epochs:
@@ -98,6 +110,10 @@ class CommitEpoch(keras.callbacks.Callback):
             state.best_epoch, state.best_value = epoch + 1, logs[state.monitor]
         if self.schedule is not None and state.schedule_epochs is None and state.epochs_done >= optim.PLAN_AFTER_EPOCHS:
             self._plan_schedule(state, seconds)
+        elif self.schedule is not None and state.schedule_epochs is not None and not state.schedule_replanned:
+            if self.placement.agree(self._time_to_replan(state)):  # the chief's clock decides, as for the budget
+                state.schedule_replanned = True
+                self._plan_schedule(state, self._median_epoch_seconds(state))
         reason = self._stop_reason(state, seconds)
         if self.placement.agree(reason is not None):
             state.stopped_by_budget = True

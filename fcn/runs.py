@@ -58,6 +58,8 @@ class RunState:
     # With a time budget and a decaying learning rate: the epochs the schedule spans, fixed from the measured
     # epoch time after the first epochs (fcn/optim.py plan_epochs); a resume keeps it. None until then.
     schedule_epochs: int | None = None
+    # Whether the plan was checked again at optim.REPLAN_AT_BUDGET_SHARE of the budget (done once per run).
+    schedule_replanned: bool = False
     history: list[dict] = field(default_factory=list)
 
     def is_improvement(self, value) -> bool:

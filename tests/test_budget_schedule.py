@@ -24,6 +24,18 @@ class FakeTime:
         return self.now
 
 
+class _SlowDownFrom(keras.callbacks.Callback):
+    """From epoch `epoch` (0-based) on, the fake clock's epochs last `seconds`: a machine that got busier."""
+
+    def __init__(self, clock: FakeTime, epoch: int, seconds: float):
+        super().__init__()
+        self.clock, self.epoch, self.seconds = clock, epoch, seconds
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch >= self.epoch:
+            self.clock.epoch_seconds = self.seconds
+
+
 class _CrashAfterEpoch(keras.callbacks.Callback):
     def __init__(self, epoch):
         super().__init__()
@@ -71,6 +83,22 @@ def test_the_run_ends_at_the_budget_with_the_rate_at_zero(road_data, tmp_path, m
     assert schedule.total_steps == planned and int(model.optimizer.iterations.numpy()) == planned
     assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-12)  # cosine decayed to zero
     assert len(history["loss"]) == planned
+
+
+@pytest.mark.slow
+def test_epochs_that_slow_down_after_the_plan_are_planned_again_at_half_the_budget(road_data, tmp_path, monkeypatch):
+    # 30 s epochs until the plan after epoch 2 (60 s used: 10 more fit in 6 minutes, 12 in all), then 45 s ones.
+    clock = FakeTime(30.0)
+    monkeypatch.setattr(callbacks, "time", clock)
+    model, history = train(_config(road_data, tmp_path / "run", 6), verbose=0,
+                           extra_callbacks=[_SlowDownFrom(clock, epoch=2, seconds=45.0)])
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    # Half the budget is spent after epoch 5 (195 s); at 45 s an epoch, 3 more fit: 8 in all, ending at 330 s.
+    # The first plan alone would have stopped on the budget after epoch 8 with 4 epochs of its decay left.
+    assert state["schedule_replanned"] and state["schedule_epochs"] == 8 and state["epochs_done"] == 8
+    assert state["seconds"] == pytest.approx(2 * 30 + 6 * 45) and len(history["loss"]) == 8
+    assert optim.decay_schedule(model.optimizer).total_steps == 8
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-12)  # the decay ended with the run
 
 
 @pytest.mark.slow
