@@ -19,7 +19,13 @@ def pytest_collection_modifyitems(items):
     the order of the files' first tests here. The long files then run side by side from the start and the quick
     ones fill the end, instead of one long file finishing alone.
     """
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: files keep their order
+    # Each file's tests stay together, so that a plain serial `pytest` also makes a file's set-ups once.
+    first_index = {}
+    for index, item in enumerate(items):
+        first_index.setdefault(item.path, index)
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: (item.path not in slow_files, first_index[item.path],
+                                 item.get_closest_marker("slow") is None))
 
 
 def _require(path: Path) -> Path:
