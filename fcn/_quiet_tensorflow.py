@@ -4,9 +4,14 @@ TensorFlow writes these lines from C++ straight to file descriptor 2, before its
 so neither `TF_CPP_MIN_LOG_LEVEL` nor Python's logging can hold them back. They are caught here by pointing
 descriptor 2 at a pipe for the import and the device probe; every line that is not one of the
 known start-up notices is written back to stderr, so a real problem still shows.
+
+`import fcn` does not import TensorFlow itself: it asks, with `on_first_import`, that whoever imports it first
+(fcn, Keras or the person's own code) gets it this way.
 """
 
 import contextlib
+import importlib.abc
+import importlib.util
 import os
 import re
 import sys
@@ -57,13 +62,43 @@ def _read_all(fd: int, chunks: list) -> None:
             chunks.append(chunk)
 
 
-def import_tensorflow() -> None:
-    """Import TensorFlow and list its devices once, with the start-up notices filtered out."""
-    if os.environ.get("FCN_TF_STARTUP_LOG") == "1":  # a person debugging a GPU set-up wants every line
+def on_first_import(name: str, around=None, after=None) -> None:
+    """Arrange that the first import of top-level module `name`, by anyone, runs inside the context manager
+    `around()`, which also holds `after(module)`; if `name` is imported already, `after` runs at once (inside
+    `around()`). Nothing is imported here."""
+    around, after = around or contextlib.nullcontext, after or (lambda module: None)
+    if name in sys.modules:
+        with around():
+            after(sys.modules[name])
         return
-    # Level 2 hides later info and warning lines; errors still show.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with stderr_filtered():
-        import tensorflow as tf
+    sys.meta_path.insert(0, _FirstImport(name, around, after))
 
-        tf.config.list_physical_devices()
+
+class _FirstImport(importlib.abc.MetaPathFinder):
+    """A finder that finds nothing itself: it lets the other finders find `name`, then wraps its loader."""
+
+    def __init__(self, name, around, after):
+        self.name, self.around, self.after = name, around, after
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)  # once; and the search below must not find this finder again
+        spec = importlib.util.find_spec(fullname)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _LoaderWith(spec.loader, self.around, self.after)
+        return spec
+
+
+class _LoaderWith(importlib.abc.Loader):
+    def __init__(self, loader, around, after):
+        self.loader, self.around, self.after = loader, around, after
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        module.__loader__ = module.__spec__.loader = self.loader  # what the module sees is the real loader
+        with self.around():
+            self.loader.exec_module(module)
+            self.after(module)

@@ -19,17 +19,38 @@
 """
 
 import argparse
+import importlib
 import json
 import os
 import sys
 from pathlib import Path
 
-from fcn import distribute
 from fcn.data.class_weights import WEIGHTINGS
-from fcn.distribute import STRATEGIES
-from fcn.model import ENCODERS
-from fcn.optim import OPTIMIZERS, SCHEDULES
 from fcn.precision import PRECISIONS
+
+
+class ChoicesOf:
+    """The choices of an option, read from a module that imports Keras (and TensorFlow behind it, 5 s) only when
+    they are needed: to check the option where it is given, or for --help. So `fcn evaluate`, `fcn data` and
+    every refused argument answer without TensorFlow."""
+
+    def __init__(self, module: str, name: str):
+        self.module, self.name = module, name
+
+    def _choices(self):
+        return sorted(getattr(importlib.import_module(self.module), self.name))
+
+    def __contains__(self, value):
+        return value in self._choices()
+
+    def __iter__(self):
+        return iter(self._choices())
+
+
+ENCODERS = ChoicesOf("fcn.model", "ENCODERS")  # the model's registry: nothing to add here
+OPTIMIZERS = ChoicesOf("fcn.optim", "OPTIMIZERS")
+SCHEDULES = ChoicesOf("fcn.optim", "SCHEDULES")
+STRATEGIES = ChoicesOf("fcn.distribute", "STRATEGIES")
 
 
 def parse_image_size(text: str) -> tuple[int, int]:
@@ -121,11 +142,14 @@ def _add_train(sub):
     p.add_argument("--image-size", type=parse_image_size, help="HEIGHTxWIDTH the images are resized to")
     p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--learning-rate", type=positive_float, help="the base (peak) learning rate")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, help="adam (default), adamw, or sgd with momentum 0.9")
+    # A metavar keeps argparse from listing lazy choices while the parser is built.
+    p.add_argument("--optimizer", choices=OPTIMIZERS, metavar="NAME",
+                   help="adam (default), adamw, or sgd with momentum 0.9")
     p.add_argument("--weight-decay", type=positive_float, help="decoupled weight decay (adamw, sgd)")
-    p.add_argument("--lr-schedule", choices=SCHEDULES, help="constant (default), or warm-up then cosine/poly decay")
+    p.add_argument("--lr-schedule", choices=SCHEDULES, metavar="NAME",
+                   help="constant (default), or warm-up then cosine/poly decay")
     p.add_argument("--warmup-epochs", type=positive_float, help="linear warm-up length (cosine, poly)")
-    p.add_argument("--encoder", choices=sorted(ENCODERS))  # the model's registry: nothing to add here
+    p.add_argument("--encoder", choices=ENCODERS, metavar="NAME", help="one of %(choices)s")
     p.add_argument("--weights", help="'imagenet', a weights file of the encoder, or 'none' (random init)")
     p.add_argument("--init-from", metavar="MODEL.keras",
                    help="start from another run's model (e.g. pre-trained on synthetic frames); layers whose "
@@ -153,7 +177,7 @@ def _add_train(sub):
     p.add_argument("--mixed-precision", dest="precision", action="store_const", const="float16",
                    help="the same as --precision float16")
     p.add_argument("--jit-compile", action="store_true", default=None, help="XLA compilation")
-    p.add_argument("--strategy", choices=STRATEGIES,
+    p.add_argument("--strategy", choices=STRATEGIES, metavar="NAME",
                    help="default: one device; mirrored: every GPU of this machine; multi_worker: several machines, "
                         "each started with TF_CONFIG and KERAS_BACKEND=jax (see docs/scaling.md). "
                         "--batch-size is the global batch")
@@ -258,14 +282,14 @@ def _add_data(sub):
 
 
 def _add_export(sub):
-    from fcn.export import FORMATS, QUANTIZATIONS
-
     p = sub.add_parser("export", help="a model as a TFLite file (float32, float16 or int8) or a SavedModel folder, "
                        "at one fixed input size")
     p.add_argument("--model", required=True, help="a .keras file written by `fcn train`")
-    p.add_argument("--format", required=True, choices=FORMATS)
-    p.add_argument("--quantize", default="none", choices=QUANTIZATIONS,
-                   help="TFLite only: float16 weights, or int8 weights and activations (needs --calibration-dir)")
+    p.add_argument("--format", required=True, choices=ChoicesOf("fcn.export", "FORMATS"), metavar="FORMAT",
+                   help="one of %(choices)s")
+    p.add_argument("--quantize", default="none", choices=ChoicesOf("fcn.export", "QUANTIZATIONS"), metavar="Q",
+                   help="TFLite only: none, fp16 (float16 weights), or int8 (weights and activations: needs "
+                        "--calibration-dir)")
     p.add_argument("--output", required=True, help="the .tflite file, or the SavedModel folder, to write")
     p.add_argument("--image-size", type=parse_image_size,
                    help="HEIGHTxWIDTH the export runs at (default: the size recorded in the model file)")
@@ -573,7 +597,8 @@ def main(argv=None) -> int:
     try:
         COMMANDS[args.command](args)
     except Exception as error:
-        distribute.leave_cluster(error)  # a worker of a multi_worker run ends here, at once
+        if "fcn.distribute" in sys.modules:  # a worker of a multi_worker run ends here, at once
+            sys.modules["fcn.distribute"].leave_cluster(error)
         if not _is_input_error(error):
             raise
         print(f"error: {_one_line(error)}", file=sys.stderr)
@@ -610,9 +635,11 @@ def _is_input_error(error: Exception) -> bool:
 
 def _one_line(error: Exception) -> str:
     # A bad file met inside tf.data arrives as a TensorFlow error; show the file and the problem only.
-    from fcn.data import pipeline
+    if "tensorflow" in sys.modules:
+        from fcn.data import pipeline
 
-    return str(pipeline.input_error(error) or error).strip().splitlines()[0]
+        error = pipeline.input_error(error) or error
+    return str(error).strip().splitlines()[0]
 
 
 if __name__ == "__main__":

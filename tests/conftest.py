@@ -5,6 +5,11 @@ from pathlib import Path
 
 import pytest
 
+# First, as in fcn's own commands: TensorFlow is then imported quietly and with fcn's log level, whichever test
+# file imports it first (JAX, which TensorFlow imports where it is installed, would otherwise set a lower level
+# that the tests' commands inherit: TensorFlow's warnings would then reach their stderr).
+import fcn
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # One setting points at the real data; CI must find it there (fail, never skip).
 SHARED_DATA = Path(os.environ.get("FCN_SHARED_DATA", REPO_ROOT.parent / "shared" / "data")).resolve()
@@ -126,7 +131,6 @@ def save_random_tiny_model(path, dataset: str, image_size):
     import keras
     import numpy as np
 
-    import fcn
     from fcn.data import get_dataset
 
     keras.utils.set_random_seed(0)

@@ -6,6 +6,8 @@ Before each `os.replace` / `os.link` (how fcn publishes a finished file) it prin
 `HARNESS publish <target>` on stdout and waits HARNESS_PAUSE seconds (default 0.3); before each model save it
 prints `HARNESS save <path>` and the save itself is slowed down the same way, half-way through writing.
 A test reading these lines can SIGKILL the process at the moment a file is being written or published.
+With HARNESS_PAUSE_AT=REGEX only the announcements that match it wait (the one the test strikes at), so
+the writes before it run at full speed.
 
 Two more faults, at points the test chooses:
     HARNESS_HOLD=FILE                 each announced write waits until FILE exists (the run folder stays
@@ -17,6 +19,7 @@ Nothing in fcn knows about this harness.
 """
 
 import os
+import re
 import resource
 import signal
 import sys
@@ -25,14 +28,17 @@ import zipfile
 from pathlib import Path
 
 PAUSE = float(os.environ.get("HARNESS_PAUSE", "0.3"))
+PAUSE_AT = re.compile(os.environ.get("HARNESS_PAUSE_AT", ""))
 HOLD = os.environ.get("HARNESS_HOLD")
 FSIZE = os.environ.get("HARNESS_FSIZE", "").split()
 _seen = {"count": 0}
 
 
 def _announce(kind: str, path) -> None:
-    print(f"HARNESS {kind} {os.fspath(path)}", flush=True)
-    time.sleep(PAUSE)
+    line = f"HARNESS {kind} {os.fspath(path)}"
+    print(line, flush=True)
+    if PAUSE_AT.search(line):
+        time.sleep(PAUSE)
     while HOLD and not Path(HOLD).exists():
         time.sleep(0.1)
     if FSIZE and (FSIZE[0] == "*" or os.fspath(path).endswith(FSIZE[0])):

@@ -10,6 +10,7 @@ import csv
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -38,11 +39,12 @@ def _command(data_dir, run_dir, epochs=EPOCHS):
             "--epochs", str(epochs)]
 
 
-def _run(command, kill_when=None, kill_after=None) -> tuple[int, list[str]]:
-    """Run to the end, or SIGKILL it at the first line matching `kill_when` or after `kill_after` seconds."""
-    # Each announced write waits long enough for the kill to land inside it, even on a busy machine.
-    pause = "0.6" if kill_when is not None else "0"
-    env = {**os.environ, "HARNESS_PAUSE": pause}
+def _run(command, kill_at=None, kill_after=None) -> tuple[int, list[str]]:
+    """Run to the end, or SIGKILL it at the first line matching the regular expression `kill_at` or after
+    `kill_after` seconds."""
+    # The announced write that is struck at waits long enough for the kill to land inside it, even on a busy
+    # machine; the writes before it do not wait.
+    env = {**os.environ, "HARNESS_PAUSE": "0.6", "HARNESS_PAUSE_AT": kill_at or "^$"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     lines = []
     try:
@@ -54,7 +56,7 @@ def _run(command, kill_when=None, kill_after=None) -> tuple[int, list[str]]:
                 process.send_signal(signal.SIGKILL)
         for line in process.stdout:
             lines.append(line.rstrip("\n"))
-            if kill_when is not None and kill_when(line):
+            if kill_at is not None and re.search(kill_at, line.rstrip("\n")):
                 process.send_signal(signal.SIGKILL)
                 break
         process.wait(timeout=600)
@@ -63,18 +65,6 @@ def _run(command, kill_when=None, kill_after=None) -> tuple[int, list[str]]:
             process.kill()
         process.stdout.close()
     return process.returncode, lines
-
-
-def _publishing(name: str):
-    return lambda line: line.startswith("HARNESS publish") and line.rstrip().endswith(name)
-
-
-def _publishing_checkpoint(line: str) -> bool:
-    return line.startswith("HARNESS publish") and "/checkpoint/epoch-" in line
-
-
-def _saving_checkpoint(line: str) -> bool:
-    return line.startswith("HARNESS save") and "checkpoint" in line
 
 
 def _committed_epochs(run_dir: Path) -> int:
@@ -106,11 +96,11 @@ def _check_consistent(run_dir: Path) -> None:
 # Where each rerun is killed: during a checkpoint save (before the first commit), at the commit itself,
 # while best.keras, history.csv and a checkpoint are published, then at random moments.
 KILLS = [
-    dict(kill_when=_saving_checkpoint),
-    dict(kill_when=_publishing("state.json")),
-    dict(kill_when=_publishing("best.keras")),
-    dict(kill_when=_publishing("history.csv")),
-    dict(kill_when=_publishing_checkpoint),
+    dict(kill_at=r"^HARNESS save .*checkpoint"),
+    dict(kill_at=r"^HARNESS publish .*/state\.json$"),
+    dict(kill_at=r"^HARNESS publish .*/best\.keras$"),
+    dict(kill_at=r"^HARNESS publish .*/history\.csv$"),
+    dict(kill_at=r"^HARNESS publish .*/checkpoint/epoch-"),
     dict(kill_after=random.Random(0).uniform(8, 14)),
     dict(kill_after=random.Random(1).uniform(8, 14)),
 ]
@@ -136,7 +126,7 @@ def test_killed_runs_resume_and_end_as_one_clean_run(road_data, tmp_path):
         if code == 0:
             break
         assert code == -signal.SIGKILL, output
-        if "kill_when" in kill:  # it really died half-way through a write: the temporary file is still there
+        if "kill_at" in kill:  # it really died half-way through a write: the temporary file is still there
             assert _temporary_files(run_dir), output
 
     code, lines = _run(command)
