@@ -75,30 +75,37 @@ def on_first_import(name: str, around=None, after=None) -> None:
 
 
 class _FirstImport(importlib.abc.MetaPathFinder):
-    """A finder that finds nothing itself: it lets the other finders find `name`, then wraps its loader."""
+    """A finder that finds nothing itself: it lets the other finders find `name` and wraps the loader they give.
+    It stays in place until the module is loaded: a `find_spec` call that only asks whether `name` is installed
+    (TensorFlow asks about Keras so) must not use it up."""
 
     def __init__(self, name, around, after):
-        self.name, self.around, self.after = name, around, after
+        self.name, self.around, self.after, self.searching = name, around, after, False
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != self.name:
+        if fullname != self.name or self.searching:
             return None
-        sys.meta_path.remove(self)  # once; and the search below must not find this finder again
-        spec = importlib.util.find_spec(fullname)
+        self.searching = True  # the search below passes through this finder again
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self.searching = False
         if spec is not None and spec.loader is not None:
-            spec.loader = _LoaderWith(spec.loader, self.around, self.after)
+            spec.loader = _LoaderWith(spec.loader, self)
         return spec
 
 
 class _LoaderWith(importlib.abc.Loader):
-    def __init__(self, loader, around, after):
-        self.loader, self.around, self.after = loader, around, after
+    def __init__(self, loader, finder: _FirstImport):
+        self.loader, self.finder = loader, finder
 
     def create_module(self, spec):
         return self.loader.create_module(spec)
 
     def exec_module(self, module):
+        if self.finder in sys.meta_path:
+            sys.meta_path.remove(self.finder)
         module.__loader__ = module.__spec__.loader = self.loader  # what the module sees is the real loader
-        with self.around():
+        with self.finder.around():
             self.loader.exec_module(module)
-            self.after(module)
+            self.finder.after(module)
