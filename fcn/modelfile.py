@@ -14,18 +14,20 @@ Loading needs fcn's layers registered with Keras: `import fcn` does that, after 
 `keras.models.load_model("best.keras")` works.
 """
 
+from __future__ import annotations
+
 import errno
 import json
 import os
 import shutil
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
-
-import fcn.losses  # noqa: F401 - registers the custom loss and metric, for loading compiled models
-import fcn.model  # noqa: F401 - registers the custom layers
 from fcn.imageio import FileWriteError
+
+if TYPE_CHECKING:  # Keras is imported where a model is loaded or run, not on import
+    import keras
 
 INFO_MEMBER = "fcn.json"
 # What a write raises for lack of room: a full disk, a file-size limit, a full quota.
@@ -131,6 +133,12 @@ def read_info(path) -> dict | None:
 
 def load_model(path, compile: bool = False) -> keras.Model:
     """Load a .keras model (for inference: not compiled by default); a broken file is reported as such."""
+    # Keras here, not on import: reading a file's description and checking the archive need no TensorFlow.
+    import keras
+
+    import fcn.losses  # noqa: F401 - registers the custom loss and metric, for loading compiled models
+    import fcn.model  # noqa: F401 - registers the custom layers
+
     path = Path(path)
     _check_archive(path)
     try:

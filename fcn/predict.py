@@ -5,20 +5,24 @@ used and checked here, so the same file gives the same scores wherever it is cop
 scored against data with other classes.
 """
 
+from __future__ import annotations
+
 import json
 import weakref
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
-import keras
 import numpy as np
-import tensorflow as tf
 from tqdm.auto import tqdm
 
 from fcn import bev, metrics, modelfile, tflite_runner, viz
 from fcn import per_frame as per_frame_scores
 from fcn.data import DatasetInfo, kitti_road
 from fcn.imageio import ImageFileError, read_png_size, read_rgb, write_png
+
+if TYPE_CHECKING:  # Keras is imported where a model is loaded or run, not on import
+    import keras
 
 OUTPUT_FORMATS = ("devkit", "overlay", "labels")
 # Memory limits. Results are upsampled one class at a time, so an image costs about 16 bytes per pixel
@@ -131,6 +135,8 @@ def _network_scores(model, image, image_size) -> np.ndarray:
     # Resized in its own dtype (bilinear computes in float32 and returns float32, the same values as resizing
     # a float32 copy): a float32 copy of a large image would cost 12 bytes per pixel, twice over in the
     # conversion.
+    import tensorflow as tf  # here, not on import: the checks before a model is loaded need no TensorFlow
+
     x = tf.convert_to_tensor(image[None])
     if image_size is not None:
         x = tf.image.resize(x, image_size, method="bilinear")
@@ -147,6 +153,9 @@ def _forward(model):
     than the arithmetic (MobileNetV2 at 160x576: 165 ms eagerly, 30 ms traced; benchmarks/README.md). TFLite models
     are already compiled and are called as they are, as are models on Keras' JAX backend.
     """
+    import keras
+    import tensorflow as tf
+
     if not isinstance(model, keras.Model) or keras.backend.backend() != "tensorflow":  # tf.function cannot trace JAX
         return lambda x: model(x, training=False)
     if model not in _TRACED:

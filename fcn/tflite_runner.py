@@ -16,7 +16,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 from fcn._quiet_tensorflow import stderr_filtered
 from fcn.modelfile import ModelFileError
@@ -79,6 +78,8 @@ class TFLiteModel:
 
     def __call__(self, images, training: bool = False) -> np.ndarray:
         """Logits of a batch, at the images' own size: (B, h, w, C) float32 (`training` is ignored)."""
+        import tensorflow as tf
+
         images = tf.convert_to_tensor(images, tf.float32)
         size = tuple(images.shape[1:3])
         if size != self.image_size:
@@ -105,7 +106,7 @@ def _load_interpreter(path: Path, num_threads):
     if path.stat().st_size == 0:
         raise ModelFileError(f"{path}: model file is empty (0 bytes)")
     try:
-        interpreter = _QuietTFInterpreter(model_path=str(path), num_threads=num_threads)
+        interpreter = _quiet_interpreter(model_path=str(path), num_threads=num_threads)
         with without_tflite_notices():
             interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as error:
@@ -114,17 +115,17 @@ def _load_interpreter(path: Path, num_threads):
     return interpreter
 
 
-class _QuietTFInterpreter(tf.lite.Interpreter):
+def _quiet_interpreter(**kwargs):
     """tf.lite.Interpreter without its deprecation warning.
 
     TensorFlow 2.21 still ships it and points to LiteRT (the ai-edge-litert package), whose interpreter takes
     the same files; the warning repeats on every load and tells a user of fcn nothing to do.
     """
+    import tensorflow as tf  # here, not on import: reading a file's description needs no TensorFlow
 
-    def __init__(self, *args, **kwargs):
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
-            super().__init__(*args, **kwargs)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+        return tf.lite.Interpreter(**kwargs)
 
 
 def _quantize(image: np.ndarray, details: dict) -> np.ndarray:

@@ -27,7 +27,9 @@ def _no_startup_noise(result: subprocess.CompletedProcess) -> None:
 
 
 def test_import_fcn_and_its_command_line_leave_tensorflow_and_keras_out():
-    _python("import sys, fcn, fcn.cli, fcn.metrics, fcn.data\n"
+    # predict and submit too: their checks before a model is loaded (its description, the images, the calib
+    # files) refuse bad input in a fraction of a second.
+    _python("import sys, fcn, fcn.cli, fcn.metrics, fcn.data, fcn.predict, fcn.submit\n"
             "heavy = sorted({'tensorflow', 'keras', 'jax'} & set(sys.modules))\n"
             "assert not heavy, heavy\n"
             "assert fcn.cli.build_parser()")
