@@ -1,6 +1,7 @@
 """fcn: Fully Convolutional Networks (Long, Shelhamer & Darrell, CVPR 2015) for street scenes, in Keras."""
 
 import importlib
+import importlib.util
 import os
 
 from fcn import _quiet_tensorflow
