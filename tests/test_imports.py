@@ -1,6 +1,7 @@
 """`import fcn` is light: TensorFlow comes only with the work that needs it, quietly, and fcn's Keras objects are
 registered whenever Keras arrives. Each check runs in a fresh process, as a person's program or command does."""
 
+import os
 import subprocess
 import sys
 
@@ -13,8 +14,9 @@ REGISTERED = ("fcn>CropToReference", "fcn>MaskedSparseCrossEntropy", "fcn>Warmup
 
 
 def _python(code: str) -> subprocess.CompletedProcess:
-    # No log level inherited from this process: what a person's shell has.
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(REPO_ROOT)}
+    # No log level inherited from this process: what a person's shell has (their own home: caches such as
+    # matplotlib's go there, not into the checkout).
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp")}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
                             env=env)
     assert result.returncode == 0, result.stderr[-3000:]
