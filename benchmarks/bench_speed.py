@@ -327,40 +327,52 @@ def tflite_model_for_fast_mode(work_dir: Path, dataset: str, root: Path, image_s
     return Path(config.run_dir) / "best.keras"
 
 
+def _worker(encoder, image_size, batch_size, repeats, *flags, environment=None) -> dict:
+    """One train_step_worker.py process: its JSON line, or a RuntimeError with the last line of its stderr."""
+    command = [sys.executable, str(REPO_ROOT / "benchmarks" / "train_step_worker.py"), "--encoder", encoder,
+               "--image-size", "x".join(map(str, image_size)), "--batch-size", str(batch_size),
+               "--repeats", str(repeats), *flags]
+    done = subprocess.run(command, env={**os.environ, **(environment or {})}, capture_output=True, text=True,
+                          timeout=1800)
+    if done.returncode != 0:
+        raise RuntimeError(f"the worker failed: {done.stderr.strip().splitlines()[-1:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def measure_settings(encoder, image_size, batch_size, repeats) -> list[dict]:
-    """Training-step images/s of `encoder` under each of SETTINGS, each in a fresh worker process."""
+    """Training-step images/s of `encoder` under each of SETTINGS, each in a fresh worker process.
+
+    The first setting (the defaults) also times the forward pass: it is float32's row of measure_precisions."""
     rows = []
-    for name, environment, flags in SETTINGS:
+    for index, (name, environment, flags) in enumerate(SETTINGS):
         batch = batch_size * (int(flags[flags.index("--batch-scale") + 1]) if "--batch-scale" in flags else 1)
-        flags = [flag for flag in flags if flag == "--xla"]
-        command = [sys.executable, str(REPO_ROOT / "benchmarks" / "train_step_worker.py"), "--encoder", encoder,
-                   "--image-size", "x".join(map(str, image_size)), "--batch-size", str(batch),
-                   "--repeats", str(repeats), *flags]
-        done = subprocess.run(command, env={**os.environ, **environment}, capture_output=True, text=True,
-                              timeout=1800)
-        if done.returncode != 0:
-            raise RuntimeError(f"{name}: the worker failed: {done.stderr.strip().splitlines()[-1:]}")
-        result = json.loads(done.stdout.strip().splitlines()[-1])
+        flags = [flag for flag in flags if flag == "--xla"] + ([] if index == 0 else ["--train-only"])
+        try:
+            result = _worker(encoder, image_size, batch, repeats, *flags, environment=environment)
+        except RuntimeError as error:
+            raise RuntimeError(f"{name}: {error}") from None
         rows.append({"setting": name, "batch_size": batch, **result})
     return rows
 
 
-def measure_precisions(encoders, image_size, batch_size, repeats) -> list[dict]:
+def measure_precisions(encoders, image_size, batch_size, repeats, measured=None) -> list[dict]:
     """Forward and training-step images/s of each encoder in float32 and bfloat16, each in a fresh worker process;
-    without native bfloat16 only float32 is timed and the bfloat16 row says why."""
+    without native bfloat16 only float32 is timed and the bfloat16 row says why.
+
+    `measured`: {encoder: the worker's result} of float32 runs already made with these sizes (the settings
+    section's defaults), used instead of timing them again."""
     rows = []
     for encoder in encoders:
         for name in ("float32", "bfloat16"):
             if name == "bfloat16" and not precision.has_native_bfloat16():
                 rows.append({"encoder": encoder, "precision": name, "skipped": NO_BFLOAT16})
                 continue
-            command = [sys.executable, str(REPO_ROOT / "benchmarks" / "train_step_worker.py"), "--encoder", encoder,
-                       "--image-size", "x".join(map(str, image_size)), "--batch-size", str(batch_size),
-                       "--repeats", str(repeats), "--precision", name]
-            done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
-            if done.returncode != 0:
-                raise RuntimeError(f"{encoder} in {name}: the worker failed: {done.stderr.strip().splitlines()[-1:]}")
-            result = json.loads(done.stdout.strip().splitlines()[-1])
+            result = (measured or {}).get(encoder) if name == "float32" else None
+            if result is None:
+                try:
+                    result = _worker(encoder, image_size, batch_size, repeats, "--precision", name)
+                except RuntimeError as error:
+                    raise RuntimeError(f"{encoder} in {name}: {error}") from None
             forward_flops = flops.count_flops(build_fcn8(2, encoder=encoder, weights=None, input_shape=(*image_size, 3)))
             rows.append({"encoder": encoder, **result, "gflop_per_image": forward_flops / 1e9})
     return rows
@@ -552,7 +564,9 @@ def run(settings: dict, sections, fast: bool, xla_options=(False, True), model_p
             rows = measure_settings(encoder, image_size, batch_size, repeats)
             forward_flops = flops.count_flops(build_fcn8(2, encoder=encoder, weights=None,
                                                          input_shape=(*image_size, 3)))
-            result["precision_rows"] = _released(measure_precisions, encoders, image_size, batch_size, repeats)
+            defaults = {key: value for key, value in rows[0].items() if key not in ("setting", "batch_size")}
+            result["precision_rows"] = _released(measure_precisions, encoders, image_size, batch_size, repeats,
+                                                 {encoder: defaults})
             done("settings_rows", rows, settings_table(rows, forward_flops, ceiling["conv3x3"]["median"]) + "\n\n"
                  + precision_table(result["precision_rows"], ceiling))
         if "video" in sections:

@@ -84,6 +84,47 @@ def decay_schedule(optimizer) -> WarmupDecay | None:
     return schedule if isinstance(schedule, WarmupDecay) else None
 
 
+class _OneRatePerStep(keras.optimizers.schedules.LearningRateSchedule):
+    """A schedule's rate, computed at its first call and returned again by the calls after it."""
+
+    def __init__(self, schedule):
+        self.schedule, self.rate = schedule, None
+
+    def __call__(self, step):
+        if self.rate is None:
+            self.rate = self.schedule(step)
+        return self.rate
+
+
+class _WeightDecayAtOneRate:
+    """Decoupled weight decay that computes a scheduled learning rate once per step.
+
+    Keras' optimizers read the learning rate anew for every variable they decay, so a step traced with a
+    schedule holds one copy of the schedule per variable (168 for MobileNetV2's FCN-8): tracing that step took
+    14.6 s instead of 10.8 with a constant rate. The step, and so the result, is otherwise Keras' own.
+    """
+
+    def _apply_weight_decay(self, variables):
+        schedule = self._learning_rate
+        if not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+            return super()._apply_weight_decay(variables)
+        self._learning_rate = _OneRatePerStep(schedule)  # the step does not move during the decay
+        try:
+            return super()._apply_weight_decay(variables)
+        finally:
+            self._learning_rate = schedule
+
+
+@keras.saving.register_keras_serializable(package="fcn")
+class AdamW(_WeightDecayAtOneRate, keras.optimizers.AdamW):
+    """keras.optimizers.AdamW, with a scheduled learning rate computed once per step (see above)."""
+
+
+@keras.saving.register_keras_serializable(package="fcn")
+class SGD(_WeightDecayAtOneRate, keras.optimizers.SGD):
+    """keras.optimizers.SGD, with a scheduled learning rate computed once per step (see above)."""
+
+
 def make_optimizer(name: str, rate, weight_decay: float = 0.0) -> keras.optimizers.Optimizer:
     """Adam (weight decay not allowed: use adamw), AdamW (decoupled decay), or SGD with momentum 0.9."""
     if name == "adam":
@@ -91,7 +132,7 @@ def make_optimizer(name: str, rate, weight_decay: float = 0.0) -> keras.optimize
             raise ValueError("weight decay needs optimizer 'adamw' or 'sgd', not 'adam'")
         return keras.optimizers.Adam(rate)
     if name == "adamw":
-        return keras.optimizers.AdamW(rate, weight_decay=weight_decay)
+        return AdamW(rate, weight_decay=weight_decay)
     if name == "sgd":
-        return keras.optimizers.SGD(rate, momentum=0.9, weight_decay=weight_decay or None)
+        return SGD(rate, momentum=0.9, weight_decay=weight_decay or None)
     raise ValueError(f"unknown optimizer {name!r}; choose from {OPTIMIZERS}")

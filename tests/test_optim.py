@@ -46,12 +46,58 @@ def test_adamw_and_sgd_get_their_settings():
     config = TrainConfig(weights=None, optimizer="adamw", weight_decay=0.05, lr_schedule="cosine",
                          warmup_epochs=1, epochs=4)
     model = compile_model(build_fcn8(2, encoder="vgg16_mini", weights=None), config, 2, steps_per_epoch=3)
-    assert type(model.optimizer) is keras.optimizers.AdamW and model.optimizer.weight_decay == 0.05
+    assert type(model.optimizer) is optim.AdamW and model.optimizer.weight_decay == 0.05
     schedule = model.optimizer._learning_rate
     assert (schedule.total_steps, schedule.warmup_steps, schedule.kind) == (12, 3, "cosine")
     sgd = compile_model(build_fcn8(2, encoder="vgg16_mini", weights=None),
                         TrainConfig(weights=None, optimizer="sgd", weight_decay=5e-4), 2)
-    assert type(sgd.optimizer) is keras.optimizers.SGD and sgd.optimizer.momentum == 0.9
+    assert type(sgd.optimizer) is optim.SGD and sgd.optimizer.momentum == 0.9
+
+
+def _steps_with(optimizer, steps: int = 3) -> list[np.ndarray]:
+    """A small dense model's weights after `steps` steps of `optimizer` on fixed data (TensorFlow, traced)."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(2)])
+    model.compile(optimizer=optimizer, loss="mse")
+    x, y = np.random.default_rng(0).normal(size=(8, 4)), np.random.default_rng(1).normal(size=(8, 2))
+    for _ in range(steps):
+        model.train_on_batch(x, y)
+    return model.get_weights()
+
+
+@pytest.mark.parametrize("ours, keras_own", [
+    (lambda rate: optim.AdamW(rate, weight_decay=0.1), lambda rate: keras.optimizers.AdamW(rate, weight_decay=0.1)),
+    (lambda rate: optim.SGD(rate, momentum=0.9, weight_decay=0.1),
+     lambda rate: keras.optimizers.SGD(rate, momentum=0.9, weight_decay=0.1)),
+])
+def test_weight_decay_at_one_rate_per_step_matches_keras(ours, keras_own):
+    """fcn's AdamW and SGD take exactly Keras' steps, with a schedule (warm-up, then decay) and without."""
+    for rate in (lambda: optim.WarmupDecay(0.05, total_steps=4, warmup_steps=1), lambda: 0.05):
+        expected, got = _steps_with(keras_own(rate())), _steps_with(ours(rate()))
+        for a, b in zip(expected, got, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_a_traced_step_computes_the_scheduled_rate_once():
+    """One cosine in the traced training step: Keras' own AdamW evaluates the schedule once per decayed variable."""
+    import tensorflow as tf
+
+    def cosines(optimizer) -> int:
+        variables = build_fcn8(2, encoder="vgg16_mini", weights=None).trainable_variables
+        optimizer.build(variables)
+        step = tf.function(lambda: optimizer.apply([tf.zeros_like(v) for v in variables], variables))
+        graph = step.get_concrete_function().graph
+        return [op.type for op in graph.get_operations()].count("Cos")
+
+    schedule = lambda: optim.WarmupDecay(1e-3, total_steps=10, warmup_steps=2)  # noqa: E731
+    assert cosines(optim.AdamW(schedule(), weight_decay=1e-4)) == 2  # the decay's and the update's
+    assert cosines(keras.optimizers.AdamW(schedule(), weight_decay=1e-4)) > 20
+
+
+def test_optimizers_survive_saving():
+    for optimizer in (optim.AdamW(optim.WarmupDecay(1e-3, 10), weight_decay=0.01), optim.SGD(0.1, momentum=0.9)):
+        restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(optimizer))
+        assert type(restored) is type(optimizer) and restored.get_config() == optimizer.get_config()
 
 
 @pytest.mark.parametrize("settings, message", [

@@ -50,6 +50,9 @@ def test_speed_benchmark_runs_every_section(tmp_path):
     float_row, bfloat_row = record["precision_rows"]
     assert (float_row["encoder"], float_row["precision"]) == ("vgg16_mini", "float32")
     assert float_row["images_per_second"]["median"] > 0 and float_row["forward_images_per_second"]["median"] > 0
+    # The defaults' worker is float32's row too (one worker fewer); the other settings time the training step only.
+    assert float_row["images_per_second"] == settings[0]["images_per_second"]
+    assert all(row["forward_images_per_second"] is None for row in settings[1:])
     if precision.has_native_bfloat16():
         assert bfloat_row["precision"] == "bfloat16" and bfloat_row["images_per_second"]["median"] > 0
         assert record["ceiling"]["bfloat16"]["conv3x3"]["median"] > 0
@@ -107,3 +110,9 @@ def test_without_native_bfloat16_nothing_is_timed_in_it(monkeypatch):
     assert started == ["float32"]
     assert rows[1] == {"encoder": "vgg16_mini", "precision": "bfloat16", "skipped": bench_speed.NO_BFLOAT16}
     assert bench_speed.NO_BFLOAT16 in bench_speed.precision_table(rows, ceiling)
+    # A float32 result measured already (the settings section's defaults) is used, not timed again.
+    started.clear()
+    measured = {"precision": "float32", "images_per_second": {"median": 5.0, "min": 4.0, "max": 6.0},
+                "forward_images_per_second": {"median": 9.0, "min": 8.0, "max": 9.5}}
+    rows = bench_speed.measure_precisions(["vgg16_mini"], (32, 32), 1, 1, {"vgg16_mini": measured})
+    assert started == [] and rows[0]["images_per_second"]["median"] == 5.0 and rows[0]["gflop_per_image"] > 0
