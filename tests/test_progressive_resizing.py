@@ -106,3 +106,14 @@ def test_with_a_budget_the_plan_fixes_the_small_epochs_and_is_made_again_at_the_
     assert training_sizes == [((32, 48), 0), ((64, 96), 6)]
     assert optim.decay_schedule(model.optimizer).total_steps == 14
     assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_the_command_line_option(capsys):
+    from fcn import cli
+
+    args = cli.build_parser().parse_args(["train", "--progressive-resizing", "0.4,0.5"])
+    assert args.progressive_resizing == (0.4, 0.5)
+    for bad in ("0.5", "0.5,1.5", "a,b"):
+        with pytest.raises(SystemExit):
+            cli.build_parser().parse_args(["train", "--progressive-resizing", bad])
+        assert "expected SHARE,SCALE" in capsys.readouterr().err
