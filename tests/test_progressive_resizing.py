@@ -111,9 +111,10 @@ def test_with_a_budget_the_plan_fixes_the_small_epochs_and_is_made_again_at_the_
 def test_the_command_line_option(capsys):
     from fcn import cli
 
-    args = cli.build_parser().parse_args(["train", "--progressive-resizing", "0.4,0.5"])
+    required = ["train", "--data-dir", "d", "--run-dir", "r"]
+    args = cli.build_parser().parse_args([*required, "--progressive-resizing", "0.4,0.5"])
     assert args.progressive_resizing == (0.4, 0.5)
     for bad in ("0.5", "0.5,1.5", "a,b"):
         with pytest.raises(SystemExit):
-            cli.build_parser().parse_args(["train", "--progressive-resizing", bad])
+            cli.build_parser().parse_args([*required, "--progressive-resizing", bad])
         assert "expected SHARE,SCALE" in capsys.readouterr().err
