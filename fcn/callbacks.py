@@ -56,40 +56,60 @@ class CommitEpoch(keras.callbacks.Callback):
     learning rate near 0. Once optim.REPLAN_AT_BUDGET_SHARE of the budget is spent, the plan is made again from
     the median epoch since (the step is rebuilt only if the plan changed). The plan is committed in state.json
     (schedule_epochs, schedule_replanned), so a resume keeps it.
+
+    With progressive resizing (`small_share`: that share of the epochs at a smaller size first), the first plan
+    also fixes how many epochs train small (state.small_epochs), guessing a full-size epoch's length from the
+    pixel ratio; training stops after the last small epoch (fcn.train then goes on at the full size), and the
+    plan is made again from the second full-size epoch, measured.
     """
 
     def __init__(self, run: RunFolder, state: RunState, config: dict, info: dict, minutes: float | None = None,
                  placement: distribute.Placement = distribute.SINGLE, schedule: optim.WarmupDecay | None = None,
-                 steps_per_epoch: int = 1, max_epochs: int | None = None):
+                 steps_per_epoch: int = 1, max_epochs: int | None = None, small_share: float | None = None,
+                 full_to_small_pixels: float = 1.0):
         super().__init__()
         self.run, self.state, self.config, self.info, self.minutes = run, state, config, info, minutes
         self.placement = placement
         self.schedule = schedule if minutes is not None else None
         self.steps_per_epoch, self.max_epochs = steps_per_epoch, max_epochs
+        # Progressive resizing: the share of the epochs trained small, and how many times more pixels a
+        # full-size image has (a first guess of how much longer a full-size epoch takes, until one is measured).
+        self.small_share, self.full_to_small_pixels = small_share, full_to_small_pixels
         self.epoch_start = time.monotonic()
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_start = time.monotonic()
 
     def _plan_schedule(self, state: RunState, epoch_seconds: float) -> None:
-        planned = optim.plan_epochs(state.seconds, epoch_seconds, self.minutes, state.epochs_done,
-                                    self.max_epochs or state.epochs_done)
+        max_epochs = self.max_epochs or state.epochs_done
+        if self.small_share is not None and state.small_epochs is None:  # the first plan of a progressive run
+            planned, small = optim.plan_two_sizes(state.seconds, epoch_seconds, epoch_seconds * self.full_to_small_pixels,
+                                                  self.minutes, state.epochs_done, self.small_share, max_epochs)
+            state.small_epochs = self.placement.share(small)
+        else:
+            planned = optim.plan_epochs(state.seconds, epoch_seconds, self.minutes, state.epochs_done, max_epochs)
         state.schedule_epochs = self.placement.share(planned)  # the chief's plan on every worker
         total_steps = self.schedule.total_steps
         self.schedule.resize(state.schedule_epochs * self.steps_per_epoch)
         if self.schedule.total_steps != total_steps:  # a rebuild retraces the step: only for a changed length
             self.model.make_train_function(force=True)
-        print(f"learning-rate schedule sized by the budget: {state.schedule_epochs} epochs in all "
+        small = f", the first {state.small_epochs} at the smaller size" if state.small_epochs is not None else ""
+        print(f"learning-rate schedule sized by the budget: {state.schedule_epochs} epochs in all{small} "
               f"({epoch_seconds:.1f} s per epoch, {self.minutes:g} minutes)")
 
     def _time_to_replan(self, state: RunState) -> bool:
-        return (state.epochs_done < state.schedule_epochs
-                and state.seconds >= optim.REPLAN_AT_BUDGET_SHARE * 60 * self.minutes)
+        if state.epochs_done >= state.schedule_epochs:
+            return False
+        if state.small_epochs is not None:  # once two full-size epochs are done (the first one retraces)
+            return state.epochs_done >= state.small_epochs + 2
+        return state.seconds >= optim.REPLAN_AT_BUDGET_SHARE * 60 * self.minutes
 
     @staticmethod
     def _median_epoch_seconds(state: RunState) -> float:
-        # The epochs since the first plan, less the first of them, which rebuilt (retraced) the training step.
-        seconds = sorted(row["seconds"] for row in state.history[optim.PLAN_AFTER_EPOCHS + 1:])
+        # The epochs since the first plan (of a progressive run: since the switch to the full size), less the
+        # first of them, which rebuilt (retraced) the training step.
+        first = optim.PLAN_AFTER_EPOCHS if state.small_epochs is None else state.small_epochs
+        seconds = sorted(row["seconds"] for row in state.history[first + 1:])
         return seconds[len(seconds) // 2] if seconds else state.history[-1]["seconds"]
 
     def _stop_reason(self, state: RunState, last_epoch_seconds: float) -> str | None:
@@ -120,6 +140,9 @@ class CommitEpoch(keras.callbacks.Callback):
             self.model.stop_training = True
             print(f"stopping after epoch {epoch + 1}: {reason or 'the chief ran out of time'} "
                   f"({state.seconds / 60:.1f} minutes used)")
+        elif state.small_epochs == state.epochs_done:  # every worker holds the chief's plan: all stop here
+            self.model.stop_training = True  # fcn.train goes on at the full size
+            print(f"epoch {epoch + 1}: the last one at the smaller size (progressive resizing)")
         if self.placement.is_chief:
             modelfile.save_model(self.model, self.run.checkpoint(epoch + 1), self.info)
             self.run.commit(state, self.config)

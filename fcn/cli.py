@@ -123,6 +123,15 @@ def scale_range(text: str) -> tuple[float, float]:
     return low, high
 
 
+def progressive_resizing(text: str) -> tuple[float, float]:
+    """'0.5,0.5' -> (0.5, 0.5): the share of the epochs at the smaller size, and its scale, each in (0, 1)."""
+    try:
+        share, scale = (fraction(v) for v in text.split(","))
+    except (ValueError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(f"expected SHARE,SCALE (two numbers between 0 and 1), got {text!r}") from None
+    return share, scale
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, with usage mistakes reported in one line (the usage text is one --help away)."""
 
@@ -164,6 +173,8 @@ def _add_train(sub):
     p.add_argument("--no-augment", dest="augment", action="store_false", default=None)
     p.add_argument("--scale-range", type=scale_range, metavar="LOW,HIGH",
                    help="random scale of the training size, then a crop (e.g. 0.5,2.0)")
+    p.add_argument("--progressive-resizing", type=progressive_resizing, metavar="SHARE,SCALE",
+                   help="train the first SHARE of the epochs on images SCALE times the size, e.g. 0.5,0.5")
     p.add_argument("--cache-decoded", choices=["auto", "on", "off"],
                    help="keep decoded training images in memory (auto: where they fit)")
     p.add_argument("--class-weighting", choices=WEIGHTINGS, help="with --class-balancing: plain or square root")
@@ -339,7 +350,7 @@ def run_train(args) -> None:
     overrides = {key: getattr(args, key) for key in (
         "dataset", "data_dir", "run_dir", "epochs", "minutes", "image_size", "batch_size", "learning_rate",
         "optimizer", "weight_decay", "lr_schedule", "warmup_epochs", "encoder", "init_from", "val_fraction", "max_train_images",
-        "max_val_images", "augment", "scale_range", "cache_decoded", "class_balancing", "class_weighting",
+        "max_val_images", "augment", "scale_range", "progressive_resizing", "cache_decoded", "class_balancing", "class_weighting",
         "max_class_weight", "focal_gamma", "ohem_fraction", "ohem_min_kept", "precision", "jit_compile", "seed",
         "strategy",
     ) if getattr(args, key) is not None}

@@ -77,6 +77,19 @@ def plan_epochs(seconds_so_far: float, last_epoch_seconds: float, minutes: float
     return max(epochs_done, min(max_epochs, epochs_done + max(more, 0)))
 
 
+def plan_two_sizes(seconds_so_far: float, small_epoch_seconds: float, full_epoch_seconds: float, minutes: float,
+                   epochs_done: int, small_share: float, max_epochs: int) -> tuple[int, int]:
+    """(epochs in all, epochs at the small size) of a run whose first `small_share` of epochs train at a smaller
+    size (progressive resizing): the most epochs whose rest fits in what is left of the budget, the small ones
+    at `small_epoch_seconds`, the full-size ones at `full_epoch_seconds` (at most max_epochs in all)."""
+    remaining = 60 * minutes - seconds_so_far
+    for total in range(max(max_epochs, epochs_done), epochs_done, -1):
+        small = max(epochs_done, int(small_share * total + 0.5))
+        if (small - epochs_done) * small_epoch_seconds + (total - small) * full_epoch_seconds <= remaining:
+            return total, small
+    return epochs_done, epochs_done
+
+
 def decay_schedule(optimizer) -> WarmupDecay | None:
     """The WarmupDecay an optimizer (or the loss-scale optimizer around it) follows, or None for a fixed rate."""
     inner = getattr(optimizer, "inner_optimizer", optimizer)

@@ -60,6 +60,9 @@ class RunState:
     schedule_epochs: int | None = None
     # Whether the plan was checked again at optim.REPLAN_AT_BUDGET_SHARE of the budget (done once per run).
     schedule_replanned: bool = False
+    # With progressive resizing (TrainConfig.progressive_resizing): the epochs trained at the smaller size;
+    # later ones train at the full size. Fixed with the schedule's plan (or from the epochs, without a budget).
+    small_epochs: int | None = None
     history: list[dict] = field(default_factory=list)
 
     def is_improvement(self, value) -> bool:

@@ -59,6 +59,10 @@ class TrainConfig:
     augment: bool = True
     # Random scale of the training size (e.g. (0.5, 2.0)) then a crop of it, instead of the plain crop.
     scale_range: tuple[float, float] | None = None
+    # Progressive resizing (share, scale): the first `share` of the epochs train on images `scale` times the
+    # image_size on each side, the rest at image_size (the batch, and so the steps per epoch, stay the same).
+    # With a budget the share is of the epochs the budget's plan holds (fcn/callbacks.py CommitEpoch).
+    progressive_resizing: tuple[float, float] | None = None
     # Keep decoded training images in memory after the first epoch: "auto" where they fit (2 GB at most).
     cache_decoded: str = "auto"
     # Median-frequency class balancing through per-pixel sample weights (for many-class datasets),
@@ -95,6 +99,14 @@ class TrainConfig:
         if self.scale_range is not None:
             self.scale_range = tuple(float(v) for v in self.scale_range)
             Augmentation(scale_range=self.scale_range)  # checks the range
+        if self.progressive_resizing is not None:
+            share, scale = self.progressive_resizing = tuple(float(v) for v in self.progressive_resizing)
+            if not (0 < share < 1 and 0 < scale < 1):
+                raise ValueError(f"progressive_resizing must be (share of the epochs, scale), each in (0, 1), got "
+                                 f"{self.progressive_resizing}")
+            if self.minutes is not None and self.lr_schedule == "constant":
+                raise ValueError("progressive_resizing with a budget (minutes) needs a cosine or poly lr_schedule: "
+                                 "its plan decides how many epochs train small")
         if self.cache_decoded not in ("auto", "on", "off"):
             raise ValueError(f"cache_decoded must be 'auto', 'on' or 'off', got {self.cache_decoded!r}")
         if self.class_weighting not in WEIGHTINGS:
@@ -129,6 +141,13 @@ class TrainConfig:
         get_dataset(self.dataset)  # unknown names raise, listing the known ones
         if self.weights is not None and self.encoder == "vgg16_mini":
             raise ValueError("pretrained weights do not exist for encoder 'vgg16_mini'; use weights=None")
+
+    @property
+    def small_size(self) -> tuple[int, int] | None:
+        """The image size of the first epochs with progressive resizing (at least 32 a side), else None."""
+        if self.progressive_resizing is None:
+            return None
+        return tuple(max(32, round(self.progressive_resizing[1] * side)) for side in self.image_size)
 
     def make_loss(self) -> MaskedSparseCrossEntropy:
         """The masked cross-entropy with this run's rare-class settings."""
@@ -182,10 +201,11 @@ def list_split(config: TrainConfig) -> tuple[list, list]:
     return train, val
 
 
-def build_datasets(config: TrainConfig, first_epoch: int = 0):
+def build_datasets(config: TrainConfig, first_epoch: int = 0, train_size: tuple[int, int] | None = None):
     """(train_ds, val_ds, train_samples, val_samples) for a config.
 
-    train_ds holds the batches of epochs first_epoch .. config.epochs - 1, one after the other.
+    train_ds holds the batches of epochs first_epoch .. config.epochs - 1, one after the other, at train_size
+    (default: config.image_size, at which val_ds always is).
     """
     info = get_dataset(config.dataset)
     train, val = list_split(config)
@@ -199,7 +219,7 @@ def build_datasets(config: TrainConfig, first_epoch: int = 0):
                                                   Path(config.run_dir).parent / ".cache",
                                                   weighting=config.class_weighting, max_weight=config.max_class_weight)
     train_ds = make_dataset(train_images, [s.label for s in train], info.read_label,
-                            config.image_size, config.batch_size, augmentation, shuffle=True, seed=config.seed,
+                            train_size or config.image_size, config.batch_size, augmentation, shuffle=True, seed=config.seed,
                             class_weights=weights, epochs=config.epochs, first_epoch=first_epoch, cache_decoded=cache)
     val_ds = make_dataset([s.image for s in val], [s.label for s in val], info.read_label,
                           config.image_size, config.batch_size, None)
@@ -271,21 +291,25 @@ def _train(config: TrainConfig, placement: distribute.Placement, run: RunFolder,
         print(f"{run.path}: resuming after epoch {state.epochs_done} of {state.schedule_epochs or config.epochs}")
     elif config.init_from is not None and not Path(config.init_from).is_file():  # needed to start, not to resume
         raise FileNotFoundError(f"{config.init_from}: model to start from (init_from) not found")
-    state = state or RunState(monitor=callbacks.score_name(config.dataset), mode="max")
+    if state is None:
+        state = RunState(monitor=callbacks.score_name(config.dataset), mode="max")
+        if config.small_size is not None and not (config.minutes and config.lr_schedule != "constant"):
+            state.small_epochs = int(config.progressive_resizing[0] * config.epochs + 0.5)  # no plan to wait for
     keras.utils.set_random_seed(config.seed)
     info = get_dataset(config.dataset)
-    train_ds, val_ds, train_samples, val_samples = build_datasets(config, state.epochs_done)
+    train_samples, val_samples = list_split(config)
     steps = placement.steps_per_epoch(len(train_samples), len(val_samples), config.batch_size)
-    train_ds = placement.shard_batches(train_ds, config.batch_size, steps * (config.epochs - state.epochs_done))
     created = not run.path.exists()
     if placement.is_chief:
         run.path.mkdir(parents=True, exist_ok=True)
     try:
         with precisions.dtype_policy(config.precision), placement.scope():
             model = _resume_or_build(run, state, config, info.num_classes, steps)
+            small = config.small_size
             commit = callbacks.CommitEpoch(run, state, dataclasses.asdict(config), _model_info(config),
                                            config.minutes, placement, optim.decay_schedule(model.optimizer), steps,
-                                           config.epochs)
+                                           config.epochs, small_share=config.progressive_resizing and config.progressive_resizing[0],
+                                           full_to_small_pixels=math.prod(config.image_size) / math.prod(small or config.image_size))
             fit_callbacks = [
                 keras.callbacks.TerminateOnNaN(),
                 callbacks.ValidationScore(val_samples, info, config.image_size),
@@ -294,7 +318,18 @@ def _train(config: TrainConfig, placement: distribute.Placement, run: RunFolder,
                   if placement.is_chief else []),
                 *extra_callbacks,
             ]
-            _fit(model, train_ds, val_ds, state, config, fit_callbacks, verbose, steps)
+            # One model.fit per image size: with progressive resizing CommitEpoch stops the first after the
+            # last small epoch, and the second goes on at the full size.
+            while True:
+                size = training_size(config, commit.state)
+                if small is not None:
+                    print(f"training at {size[0]}x{size[1]} from epoch {commit.state.epochs_done + 1}")
+                train_ds, val_ds, _, _ = build_datasets(config, commit.state.epochs_done, size)
+                train_ds = placement.shard_batches(train_ds, config.batch_size,
+                                                   steps * (config.epochs - commit.state.epochs_done))
+                _fit(model, train_ds, val_ds, commit.state, config, fit_callbacks, verbose, steps)
+                if not _small_epochs_just_ended(commit.state, config):  # the end, a budget's or another stop
+                    break
     except BaseException:
         if placement.is_chief and run.read_state() is None:
             run.discard(created)
@@ -302,6 +337,18 @@ def _train(config: TrainConfig, placement: distribute.Placement, run: RunFolder,
     if placement.is_chief:
         run.finish(commit.state)
     return model, commit.state.history_columns()
+
+
+def _small_epochs_just_ended(state: RunState, config: TrainConfig) -> bool:
+    return (state.small_epochs == state.epochs_done and not state.stopped_by_budget
+            and not _is_finished(state, config))
+
+
+def training_size(config: TrainConfig, state: RunState) -> tuple[int, int]:
+    """The image size of the next epoch: the small one of progressive resizing until its epochs are done."""
+    if config.small_size is None or (state.small_epochs is not None and state.epochs_done >= state.small_epochs):
+        return config.image_size
+    return config.small_size
 
 
 def _is_finished(state: RunState, config: TrainConfig) -> bool:
