@@ -126,8 +126,11 @@ def installed(tmp_path_factory):
     source = _copy_build_inputs(root / "source")
     venv = root / "venv"
     _run([sys.executable, "-m", "venv", venv], cwd=root)
-    # A real (not editable) install with pip's defaults, its cache included.
-    _run([venv / "bin" / "python", "-m", "pip", "install", "--quiet", source], cwd=root, timeout=INSTALL_TIMEOUT_S)
+    # A real (not editable) install with pip's defaults, its cache included, less the bytecode of every installed
+    # module (--no-compile: Python compiles what the tests import as they import it; compiling all of TensorFlow
+    # took 20-30 s of CPU here, for files no test runs).
+    _run([venv / "bin" / "python", "-m", "pip", "install", "--quiet", "--no-compile", source], cwd=root,
+         timeout=INSTALL_TIMEOUT_S)
     work = root / "work"
     work.mkdir()
     yield venv, source, work
