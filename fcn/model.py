@@ -284,14 +284,10 @@ def _vgg16(x, weights=None):
     return tuple(vgg.get_layer(f"block{b}_pool").output for b in (3, 4, 5))
 
 
-# vgg16_mini's fc6 is 3x3, not VGG16's 7x7: without pretrained weights nothing asks for the 7x7 shape, and at
-# the tiny sizes it serves (64x192: a 2x6 pool5) a 7x7 kernel reads mostly padding. The 7x7 fc6 held 6.4 of the
-# model's 8.4 million weights and a fifth of its FLOPs; a 3x3 one makes a 38 MB checkpoint, not 101 MB.
-@register_encoder("vgg16_mini", preprocess=_caffe_bgr, fc6_kernel=LIGHT_FC6_KERNEL, fc_width=1024,
+@register_encoder("vgg16_mini", preprocess=_caffe_bgr, fc6_kernel=7, fc_width=1024,
                   skip_scales=(POOL3_SCALE, POOL4_SCALE))
 def _vgg16_mini(x, weights=None):
-    """VGG16's layout at a quarter of the width (1/16 of the FLOPs), a 3x3 fc6, random init only: CPU demos and
-    tests."""
+    """VGG16's layout at a quarter of the width (1/16 of the FLOPs), random init only: CPU demos and tests."""
     return _vgg_blocks(x, (16, 32, 64, 128, 128), (2, 2, 3, 3, 3))
 
 
