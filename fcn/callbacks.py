@@ -140,7 +140,7 @@ class CommitEpoch(keras.callbacks.Callback):
             self.model.stop_training = True
             print(f"stopping after epoch {epoch + 1}: {reason or 'the chief ran out of time'} "
                   f"({state.seconds / 60:.1f} minutes used)")
-        elif state.small_epochs == state.epochs_done:  # every worker holds the chief's plan: all stop here
+        elif state.small_epochs_just_ended():  # every worker holds the chief's plan: all stop here
             self.model.stop_training = True  # fcn.train goes on at the full size
             print(f"epoch {epoch + 1}: the last one at the smaller size (progressive resizing)")
         if self.placement.is_chief:

@@ -73,6 +73,11 @@ class RunState:
             return True
         return value > self.best_value if self.mode == "max" else value < self.best_value
 
+    def small_epochs_just_ended(self) -> bool:
+        """Whether the epoch just done was progressive resizing's last at the smaller size, and no budget stopped
+        the run there: training then goes on at the full size (CommitEpoch stops the first model.fit)."""
+        return self.small_epochs == self.epochs_done and not self.stopped_by_budget
+
     def history_columns(self) -> dict[str, list[float]]:
         """{metric: per-epoch values}, like Keras' History.history (epochs in order)."""
         keys = [key for row in self.history for key in row if key != "epoch"]

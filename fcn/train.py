@@ -201,14 +201,16 @@ def list_split(config: TrainConfig) -> tuple[list, list]:
     return train, val
 
 
-def build_datasets(config: TrainConfig, first_epoch: int = 0, train_size: tuple[int, int] | None = None):
+def build_datasets(config: TrainConfig, first_epoch: int = 0, train_size: tuple[int, int] | None = None,
+                   samples: tuple[list, list] | None = None):
     """(train_ds, val_ds, train_samples, val_samples) for a config.
 
     train_ds holds the batches of epochs first_epoch .. config.epochs - 1, one after the other, at train_size
-    (default: config.image_size, at which val_ds always is).
+    (default: config.image_size, at which val_ds always is). `samples`: the config's (train, val) samples where
+    list_split has listed them already.
     """
     info = get_dataset(config.dataset)
-    train, val = list_split(config)
+    train, val = samples or list_split(config)
     augmentation = Augmentation(scale_range=config.scale_range) if config.augment else None
     train_images = [s.image for s in train]
     cache = config.cache_decoded == "on" or (config.cache_decoded == "auto" and pipeline.fits_in_memory(train_images))
@@ -324,12 +326,13 @@ def _train(config: TrainConfig, placement: distribute.Placement, run: RunFolder,
                 size = training_size(config, commit.state)
                 if small is not None:
                     print(f"training at {size[0]}x{size[1]} from epoch {commit.state.epochs_done + 1}")
-                train_ds, val_ds, _, _ = build_datasets(config, commit.state.epochs_done, size)
+                train_ds, val_ds, _, _ = build_datasets(config, commit.state.epochs_done, size,
+                                                        (train_samples, val_samples))
                 train_ds = placement.shard_batches(train_ds, config.batch_size,
                                                    steps * (config.epochs - commit.state.epochs_done))
                 _fit(model, train_ds, val_ds, commit.state, config, fit_callbacks, verbose, steps)
-                if not _small_epochs_just_ended(commit.state, config):  # the end, a budget's or another stop
-                    break
+                if not commit.state.small_epochs_just_ended() or _is_finished(commit.state, config):
+                    break  # the end: of the epochs, of a budget, or another stop
     except BaseException:
         if placement.is_chief and run.read_state() is None:
             run.discard(created)
@@ -337,11 +340,6 @@ def _train(config: TrainConfig, placement: distribute.Placement, run: RunFolder,
     if placement.is_chief:
         run.finish(commit.state)
     return model, commit.state.history_columns()
-
-
-def _small_epochs_just_ended(state: RunState, config: TrainConfig) -> bool:
-    return (state.small_epochs == state.epochs_done and not state.stopped_by_budget
-            and not _is_finished(state, config))
 
 
 def training_size(config: TrainConfig, state: RunState) -> tuple[int, int]:
