@@ -54,7 +54,8 @@ class CommitEpoch(keras.callbacks.Callback):
     the budget: after optim.PLAN_AFTER_EPOCHS epochs their measured length fixes how many epochs fit (at most
     `max_epochs`), the decay is stretched or shrunk to end there, and the run stops after that epoch, at a
     learning rate near 0. Once optim.REPLAN_AT_BUDGET_SHARE of the budget is spent, the plan is made again from
-    the median epoch since (the step is rebuilt only if the plan changed). The plan is committed in state.json
+    the median epoch since (on TensorFlow the compiled step reads the new length; on JAX it is rebuilt if the
+    plan changed). The plan is committed in state.json
     (schedule_epochs, schedule_replanned), so a resume keeps it.
 
     With progressive resizing (`small_share`: that share of the epochs at a smaller size first), the first plan
@@ -89,9 +90,7 @@ class CommitEpoch(keras.callbacks.Callback):
         else:
             planned = optim.plan_epochs(state.seconds, epoch_seconds, self.minutes, state.epochs_done, max_epochs)
         state.schedule_epochs = self.placement.share(planned)  # the chief's plan on every worker
-        total_steps = self.schedule.total_steps
-        self.schedule.resize(state.schedule_epochs * self.steps_per_epoch)
-        if self.schedule.total_steps != total_steps:  # a rebuild retraces the step: only for a changed length
+        if self.schedule.resize(state.schedule_epochs * self.steps_per_epoch):  # JAX: the length is compiled in
             self.model.make_train_function(force=True)
         small = f", the first {state.small_epochs} at the smaller size" if state.small_epochs is not None else ""
         print(f"learning-rate schedule sized by the budget: {state.schedule_epochs} epochs in all{small} "
@@ -107,7 +106,7 @@ class CommitEpoch(keras.callbacks.Callback):
     @staticmethod
     def _median_epoch_seconds(state: RunState) -> float:
         # The epochs since the first plan (of a progressive run: since the switch to the full size), less the
-        # first of them, which rebuilt (retraced) the training step.
+        # first of them, which may have rebuilt (retraced) the training step (JAX; a new image size).
         first = optim.PLAN_AFTER_EPOCHS if state.small_epochs is None else state.small_epochs
         seconds = sorted(row["seconds"] for row in state.history[first + 1:])
         return seconds[len(seconds) // 2] if seconds else state.history[-1]["seconds"]

@@ -51,6 +51,10 @@ for index, encoder in enumerate(sys.argv[2:]):
         report["loss"] = float(model.train_on_batch(images, labels))
         report["trainable_changed"] = [not np.array_equal(old, weight.numpy())
                                        for old, weight in zip(before, model.trainable_weights)]
+# A budget's plan: on JAX the schedule's length is compiled into the step, so a changed one asks for a rebuild.
+from fcn import optim
+schedule = optim.WarmupDecay(0.1, total_steps=100)
+report["resize_asks_for_rebuild"] = [schedule.resize(100), schedule.resize(10)]
 report["tensorflow_modules"] = sorted(name for name in sys.modules if name.split(".")[0] == "tensorflow")
 try:
     import tensorflow  # noqa: F401
@@ -107,6 +111,7 @@ def test_fcn_builds_and_trains_without_tensorflow(jax_side):
     assert jax_side["backend"] == "jax"
     assert jax_side["tensorflow_importable"] is False  # the shim really hid it
     assert jax_side["tensorflow_modules"] == []  # fcn, its model, loss and a training step never asked for it
+    assert jax_side["resize_asks_for_rebuild"] == [False, True]  # fcn/optim.py WarmupDecay.resize
 
 
 @pytest.mark.slow
