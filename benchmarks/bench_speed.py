@@ -72,13 +72,16 @@ SETTINGS = (
 CEILING_CHAIN = 4
 NO_BFLOAT16 = "no native bfloat16 on this CPU: not timed (it would be emulated, slower than float32)"
 VIDEO_ENCODERS = "vgg16_mini,mobilenet_v2,mobilenet_v3_large"
-# --fast: every section on tiny sizes, so CI proves the script runs end to end.
+# --fast: every section on tiny sizes, so CI proves the script runs end to end. Its worker processes compile
+# with XLA's optimisation passes off (worker_environment): on a few tiny steps those passes cost more than they
+# save (the XLA and JAX workers' compiles were most of the section's time), and nobody reads fast-mode speeds.
 FAST = dict(image_size=(64, 192), full_size=(96, 320), encoders="vgg16_mini", repeats=2, batch_size=2,
             conv=(1, 32, 64, 64), matmul=256, steps=3, max_val_images=2, video_encoders="vgg16_mini",
-            video_frames=6, settings_encoder="vgg16_mini")
+            video_frames=6, settings_encoder="vgg16_mini",
+            worker_environment={"XLA_FLAGS": "--xla_backend_optimization_level=0"})
 FULL = dict(image_size=(160, 576), full_size=KITTI_FULL_SIZE, encoders="vgg16,vgg16_mini,mobilenet_v2,mobilenet_v3_large",
             repeats=5, batch_size=4, conv=(4, 64, 128, 256), matmul=4096, steps=12, video_encoders=VIDEO_ENCODERS,
-            video_frames=90, settings_encoder="vgg16")
+            video_frames=90, settings_encoder="vgg16", worker_environment={})
 
 
 def timed(call, repeats: int) -> dict:
@@ -339,23 +342,25 @@ def _worker(encoder, image_size, batch_size, repeats, *flags, environment=None) 
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def measure_settings(encoder, image_size, batch_size, repeats) -> list[dict]:
-    """Training-step images/s of `encoder` under each of SETTINGS, each in a fresh worker process.
+def measure_settings(encoder, image_size, batch_size, repeats, environment=None) -> list[dict]:
+    """Training-step images/s of `encoder` under each of SETTINGS, each in a fresh worker process (with
+    `environment` added to each one's).
 
     The first setting (the defaults) also times the forward pass: it is float32's row of measure_precisions."""
     rows = []
-    for index, (name, environment, flags) in enumerate(SETTINGS):
+    for index, (name, setting_environment, flags) in enumerate(SETTINGS):
         batch = batch_size * (int(flags[flags.index("--batch-scale") + 1]) if "--batch-scale" in flags else 1)
         flags = [flag for flag in flags if flag == "--xla"] + ([] if index == 0 else ["--train-only"])
         try:
-            result = _worker(encoder, image_size, batch, repeats, *flags, environment=environment)
+            result = _worker(encoder, image_size, batch, repeats, *flags,
+                             environment={**(environment or {}), **setting_environment})
         except RuntimeError as error:
             raise RuntimeError(f"{name}: {error}") from None
         rows.append({"setting": name, "batch_size": batch, **result})
     return rows
 
 
-def measure_precisions(encoders, image_size, batch_size, repeats, measured=None) -> list[dict]:
+def measure_precisions(encoders, image_size, batch_size, repeats, measured=None, environment=None) -> list[dict]:
     """Forward and training-step images/s of each encoder in float32 and bfloat16, each in a fresh worker process;
     without native bfloat16 only float32 is timed and the bfloat16 row says why.
 
@@ -370,7 +375,8 @@ def measure_precisions(encoders, image_size, batch_size, repeats, measured=None)
             result = (measured or {}).get(encoder) if name == "float32" else None
             if result is None:
                 try:
-                    result = _worker(encoder, image_size, batch_size, repeats, "--precision", name)
+                    result = _worker(encoder, image_size, batch_size, repeats, "--precision", name,
+                                     environment=environment)
                 except RuntimeError as error:
                     raise RuntimeError(f"{encoder} in {name}: {error}") from None
             forward_flops = flops.count_flops(build_fcn8(2, encoder=encoder, weights=None, input_shape=(*image_size, 3)))
@@ -561,12 +567,12 @@ def run(settings: dict, sections, fast: bool, xla_options=(False, True), model_p
             done("tflite", tflite, tflite_table(tflite))
         if "settings" in sections:
             encoder = settings["settings_encoder"]
-            rows = measure_settings(encoder, image_size, batch_size, repeats)
+            rows = measure_settings(encoder, image_size, batch_size, repeats, settings.get("worker_environment"))
             forward_flops = flops.count_flops(build_fcn8(2, encoder=encoder, weights=None,
                                                          input_shape=(*image_size, 3)))
             defaults = {key: value for key, value in rows[0].items() if key not in ("setting", "batch_size")}
             result["precision_rows"] = _released(measure_precisions, encoders, image_size, batch_size, repeats,
-                                                 {encoder: defaults})
+                                                 {encoder: defaults}, settings.get("worker_environment"))
             done("settings_rows", rows, settings_table(rows, forward_flops, ceiling["conv3x3"]["median"]) + "\n\n"
                  + precision_table(result["precision_rows"], ceiling))
         if "video" in sections:
