@@ -566,13 +566,13 @@ def run(settings: dict, sections, fast: bool, xla_options=(False, True), model_p
             tflite = _released(measure_tflite, model_path, Path(work), repeats, settings.get("max_val_images"))
             done("tflite", tflite, tflite_table(tflite))
         if "settings" in sections:
-            encoder = settings["settings_encoder"]
-            rows = measure_settings(encoder, image_size, batch_size, repeats, settings.get("worker_environment"))
+            encoder, environment = settings["settings_encoder"], settings.get("worker_environment")
+            rows = measure_settings(encoder, image_size, batch_size, repeats, environment)
             forward_flops = flops.count_flops(build_fcn8(2, encoder=encoder, weights=None,
                                                          input_shape=(*image_size, 3)))
             defaults = {key: value for key, value in rows[0].items() if key not in ("setting", "batch_size")}
             result["precision_rows"] = _released(measure_precisions, encoders, image_size, batch_size, repeats,
-                                                 {encoder: defaults}, settings.get("worker_environment"))
+                                                 {encoder: defaults}, environment)
             done("settings_rows", rows, settings_table(rows, forward_flops, ceiling["conv3x3"]["median"]) + "\n\n"
                  + precision_table(result["precision_rows"], ceiling))
         if "video" in sections:

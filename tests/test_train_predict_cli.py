@@ -121,10 +121,11 @@ def test_interrupted_run_resumes_where_it_stopped(kitti_road_half_root, tmp_path
     with open(tmp_path / "run" / "history.csv") as f:
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2, 3]
     # The optimizer's state came back with the weights: its step count goes on from epoch 1's. The loss-scale
-    # optimizer does not count a step whose gradients overflowed, and halves its scale (from 2**15) at each
-    # one: the counted and the skipped steps are the run's 3 x 2 only if neither was reset by the resume.
-    steps = int(model.optimizer.iterations.numpy())
-    skipped = int(math.log2(2.0**15 / float(model.optimizer.dynamic_scale.numpy()))) if mixed_precision else 0
+    # optimizer does not count a step whose gradients overflowed, and halves its scale (from its initial_scale)
+    # at each one: the counted and the skipped steps are the run's 3 x 2 only if neither was reset by the resume.
+    optimizer = model.optimizer
+    steps = int(optimizer.iterations.numpy())
+    skipped = int(math.log2(optimizer.initial_scale / float(optimizer.dynamic_scale.numpy()))) if mixed_precision else 0
     assert steps + skipped == 3 * 2 and steps > 0
     assert not np.array_equal(model.get_layer("fc6").get_weights()[0], first_epoch.get_layer("fc6").get_weights()[0])
 
