@@ -1,6 +1,7 @@
 """Shared fixtures: where the real data lives, and small synthetic datasets built once per session."""
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,24 @@ def pytest_collection_modifyitems(items):
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: (item.path not in slow_files, first_index[item.path],
                                  item.get_closest_marker("slow") is None))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_temp_folders_removed(request, tmp_path_factory):
+    """A file's temporary folders (its shared set-ups' trained models, exports, datasets) go when the file passes.
+
+    pytest removes a passing test's own tmp_path (pyproject.toml), but folders from `tmp_path_factory.mktemp` in
+    module fixtures would stay until the session ends: hundreds of MB each, and the disk of a CI machine is finite.
+    After a failure in the file everything stays, for a person to look at.
+    """
+    base = tmp_path_factory.getbasetemp()
+    before = set(base.iterdir())
+    failures_before = request.session.testsfailed
+    yield
+    if request.session.testsfailed == failures_before:
+        for path in set(base.iterdir()) - before:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def _require(path: Path) -> Path:

@@ -1,8 +1,9 @@
 """`pip install .` gives a working `fcn` command and library; the exact pins fit the declared ranges.
 
-The slow test installs the package as a person would, from a copy of the sources into a clean virtualenv
-(no system site packages, no editable install), and runs the installed command and library as subprocesses
-from a folder outside the repository, so nothing can come from the checkout by accident.
+The slow tests build and install the package as a person would, from a copy of the sources into a clean
+virtualenv (no system site packages, no editable install) that holds only its pinned dependencies, and run the
+installed command and library as subprocesses from a folder outside the repository, so nothing can come from the
+checkout or the development environment by accident. A dry run checks that pip resolves a fresh install.
 """
 
 import ast
@@ -24,7 +25,7 @@ from fcn._quiet_tensorflow import is_startup_noise
 PYPROJECT = REPO_ROOT / "pyproject.toml"
 # What a wheel is built from: the project table, the readme it names, and the package.
 BUILD_INPUTS = ("pyproject.toml", "README.md", "fcn")
-# The first install downloads TensorFlow (~600 MB); minutes, not hours, even on a slow link.
+# Resolving a fresh install reads every dependency's metadata from the index: seconds, minutes on a slow link.
 INSTALL_TIMEOUT_S = 1200
 COMMAND_TIMEOUT_S = 300
 
@@ -119,22 +120,77 @@ def _assert_no_startup_noise(result: subprocess.CompletedProcess) -> None:
     assert not noise, f"{result.args[0]}: TensorFlow start-up lines on stderr:\n" + "\n".join(noise)
 
 
+def _dependency_closure(requirements: list[Requirement]) -> set[str]:
+    """Canonical names of every distribution `requirements` need, by the metadata installed beside this test."""
+    names, todo = set(), list(requirements)
+    while todo:
+        requirement = todo.pop()
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            continue  # another platform's, or an extra nobody asked for
+        name = canonicalize_name(requirement.name)
+        if name not in names:
+            names.add(name)
+            todo.extend(Requirement(line) for line in importlib.metadata.requires(name) or [])
+    return names
+
+
+def _link_distributions(names: set[str], site_packages: Path) -> None:
+    """Symlinks every file of these installed distributions into `site_packages`, at the same relative paths."""
+    for name in names:
+        distribution = importlib.metadata.distribution(name)
+        for file in distribution.files or []:
+            if file.parts[0] == "..":
+                continue  # console scripts in bin/: the tests run fcn's own, not its dependencies'
+            link = site_packages / file
+            if not link.exists():
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(distribution.locate_file(file))
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
-    """(venv, source copy, work folder) after `pip install <copy of the repo>` into a fresh virtualenv."""
+    """(venv, source copy, work folder) after `pip install <copy of the repo>` into a fresh virtualenv.
+
+    The dependencies are the pinned ones this test runs on, linked file by file into the new virtualenv rather
+    than installed a second time (2.4 GB of copies filled a CI machine's disk): exactly the distributions that
+    pyproject.toml's dependencies need, by their own metadata, and nothing else of the development environment.
+    `pip check` then proves the installed wheel's requirements are met by them, and
+    `test_a_fresh_install_resolves_from_the_package_index` that pip finds them for a machine with nothing.
+    """
     root = tmp_path_factory.mktemp("install")
     source = _copy_build_inputs(root / "source")
     venv = root / "venv"
     _run([sys.executable, "-m", "venv", venv], cwd=root)
-    # A real (not editable) install with pip's defaults, its cache included, less the bytecode of every installed
-    # module (--no-compile: Python compiles what the tests import as they import it; compiling all of TensorFlow
-    # took 20-30 s of CPU here, for files no test runs).
-    _run([venv / "bin" / "python", "-m", "pip", "install", "--quiet", "--no-compile", source], cwd=root,
+    python = venv / "bin" / "python"
+    site_packages = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                              cwd=root).stdout.strip())
+    _link_distributions(_dependency_closure(_declared()), site_packages)
+    # A real (not editable) build and install of the package, less the bytecode (Python compiles what it imports).
+    _run([python, "-m", "pip", "install", "--quiet", "--no-compile", "--no-deps", source], cwd=root,
          timeout=INSTALL_TIMEOUT_S)
+    _run([python, "-m", "pip", "check"], cwd=root)
     work = root / "work"
     work.mkdir()
     yield venv, source, work
-    shutil.rmtree(root, ignore_errors=True)  # ~1.5 GB of TensorFlow; pytest would keep three of these
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_a_fresh_install_resolves_from_the_package_index(installed, tmp_path):
+    # What `pip install .` does first on a machine with nothing installed: find a release of every dependency
+    # inside the declared ranges (the newest ones, not this environment's pins). --dry-run reads their metadata
+    # without installing them.
+    venv, source, _ = installed
+    report = tmp_path / "report.json"
+    _run([venv / "bin" / "python", "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed",
+          "--report", report, source], cwd=tmp_path, timeout=INSTALL_TIMEOUT_S)
+    resolved = {canonicalize_name(item["metadata"]["name"]): item["metadata"]["version"]
+                for item in json.loads(report.read_text())["install"]}
+    assert "fcn" in resolved
+    for requirement in _declared():
+        name = canonicalize_name(requirement.name)
+        assert name in resolved, f"pip's resolution of a fresh install lacks {requirement}"
+        assert requirement.specifier.contains(resolved[name], prereleases=True), (name, resolved[name])
 
 
 @pytest.mark.slow
@@ -164,7 +220,7 @@ def test_installed_command_writes_a_dataset_and_trains_on_it(installed):
 
 
 MODEL_SCRIPT = """
-import importlib, json, pkgutil
+import importlib, importlib.util, json, pkgutil
 from pathlib import Path
 import numpy as np
 import fcn, fcn.model
@@ -174,7 +230,10 @@ for name in modules:
     importlib.import_module(name)
 package = Path(fcn.__file__).parent
 files = sorted(str(p.relative_to(package)) for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-print(json.dumps({"package": str(package), "shape": list(logits.shape), "modules": modules, "files": files}))
+# Development tools are installed beside the tests, never beside the package.
+dev_tools = [name for name in ("pytest", "ruff", "jupyterlab") if importlib.util.find_spec(name) is not None]
+print(json.dumps({"package": str(package), "shape": list(logits.shape), "modules": modules, "files": files,
+                  "dev_tools": dev_tools}))
 """
 
 
@@ -185,6 +244,7 @@ def test_installed_library_builds_a_model_and_has_every_module(installed):
     _assert_no_startup_noise(result)
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert Path(report["package"]).is_relative_to(venv), "fcn was imported from outside the virtualenv"
+    assert report["dev_tools"] == [], "the virtualenv sees the development environment's packages"
     assert report["shape"] == [1, 64, 96, 2]
     assert "fcn.data.kitti_road" in report["modules"]
     package = source / "fcn"
