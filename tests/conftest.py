@@ -2,6 +2,7 @@
 
 import os
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -37,23 +38,22 @@ def pytest_collection_modifyitems(items):
 # Under `pytest -n 2` (make test): the seconds each worker spent in tests, set-ups included, and the files that
 # took longest, printed after the slowest tests. The suite's wall time is the busier worker's: a large gap between
 # the two says the files are badly shared, and the files' totals say where a cut would count.
-_BUSY_SECONDS: dict[str, float] = {}
-_FILE_SECONDS: dict[str, float] = {}
+_BUSY_SECONDS: Counter = Counter()
+_FILE_SECONDS: Counter = Counter()
 
 
 def pytest_runtest_logreport(report):
     node = getattr(report, "node", None)  # set by pytest-xdist on the reports the workers send to the controller
     if node is not None:
-        _BUSY_SECONDS[node.gateway.id] = _BUSY_SECONDS.get(node.gateway.id, 0.0) + report.duration
-        path = report.nodeid.split("::")[0]
-        _FILE_SECONDS[path] = _FILE_SECONDS.get(path, 0.0) + report.duration
+        _BUSY_SECONDS[node.gateway.id] += report.duration
+        _FILE_SECONDS[report.location[0]] += report.duration
 
 
 def pytest_terminal_summary(terminalreporter):
     if _BUSY_SECONDS:
         workers = ", ".join(f"{worker} {seconds:.0f} s" for worker, seconds in sorted(_BUSY_SECONDS.items()))
         terminalreporter.write_line(f"busy time per worker: {workers}")
-        files = sorted(_FILE_SECONDS.items(), key=lambda item: -item[1])[:10]
+        files = _FILE_SECONDS.most_common(10)
         terminalreporter.write_line("longest files: " + ", ".join(f"{path} {seconds:.0f} s" for path, seconds in files))
 
 
