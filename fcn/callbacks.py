@@ -39,6 +39,48 @@ class ValidationScore(keras.callbacks.Callback):
                                                             self.image_size)["mean_iou"]
 
 
+class AveragedWeights(keras.callbacks.SwapEMAWeights):
+    """Results from the exponential moving average of the weights (an optimizer with use_ema), training on the
+    weights themselves.
+
+    Keras' SwapEMAWeights swaps the average into the model for val_loss. First in the list of callbacks, this one
+    also swaps it in at the end of each epoch, and `swap_back`, last in the list, swaps it out again: the
+    validation score and the checkpoint (so best.keras and final.keras) see the average as the model's weights,
+    and the checkpoint keeps the training weights in the optimizer's average slots. A checkpoint loaded to go on
+    training is swapped once (swap_averaged_weights). At the end of model.fit, Keras puts the average into the
+    model (finalize_variable_values): the model that training returns is the averaged one, as in its files.
+    """
+
+    def __init__(self):
+        super().__init__(swap_on_epoch=False)
+        self.swap_back = _SwapBack(self)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self._ema_weights_in_model:
+            self._swap_variables()
+            self._ema_weights_in_model = True
+
+
+class _SwapBack(keras.callbacks.Callback):
+    """The last callback of an epoch: the training weights back into the model (see AveragedWeights)."""
+
+    def __init__(self, averaged: AveragedWeights):
+        super().__init__()
+        self.averaged = averaged
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.averaged._ema_weights_in_model:
+            self.averaged._swap_variables()
+            self.averaged._ema_weights_in_model = False
+
+
+def swap_averaged_weights(model: keras.Model) -> None:
+    """Exchange the model's trainable weights and its optimizer's moving averages of them (use_ema)."""
+    swap = keras.callbacks.SwapEMAWeights()
+    swap.set_model(model)
+    swap._swap_variables()
+
+
 class CommitEpoch(keras.callbacks.Callback):
     """At the end of each epoch: checkpoint, commit it to the run folder (fcn/runs.py), mind the time budget.
 

@@ -182,6 +182,11 @@ def _add_train(sub):
     p.add_argument("--focal-gamma", type=positive_float, help="focal term (1 - p)^gamma on each pixel's loss")
     p.add_argument("--ohem-fraction", type=fraction, help="keep only this fraction of hardest pixels in the loss")
     p.add_argument("--ohem-min-kept", type=positive_int, help="keep at least this many pixels with OHEM")
+    p.add_argument("--label-smoothing", type=fraction, metavar="EPS",
+                   help="aim at 1 - EPS on the true class and EPS / classes on each (e.g. 0.1)")
+    p.add_argument("--ema", dest="ema_momentum", type=fraction, metavar="MOMENTUM",
+                   help="validate and save the exponential moving average of the weights, updated after each "
+                        "step with this momentum (e.g. 0.99)")
     p.add_argument("--precision", choices=PRECISIONS,
                    help="float32 (default), bfloat16 (mixed: CPUs with native bfloat16), float16 (mixed: GPUs), or "
                         "auto: float16 on a GPU, bfloat16 where this CPU and encoder gain from it, else float32")
@@ -351,7 +356,7 @@ def run_train(args) -> None:
         "dataset", "data_dir", "run_dir", "epochs", "minutes", "image_size", "batch_size", "learning_rate",
         "optimizer", "weight_decay", "lr_schedule", "warmup_epochs", "encoder", "init_from", "val_fraction", "max_train_images",
         "max_val_images", "augment", "scale_range", "progressive_resizing", "cache_decoded", "class_balancing", "class_weighting",
-        "max_class_weight", "focal_gamma", "ohem_fraction", "ohem_min_kept", "precision", "jit_compile", "seed",
+        "max_class_weight", "focal_gamma", "ohem_fraction", "ohem_min_kept", "label_smoothing", "ema_momentum", "precision", "jit_compile", "seed",
         "strategy",
     ) if getattr(args, key) is not None}
     if args.exclude_frames_in:

@@ -13,6 +13,10 @@ class MaskedSparseCrossEntropy(keras.losses.Loss):
     y_true: (B, H, W) int, class ids or `ignore_id`; y_pred: (B, H, W, C) logits. Optional per-pixel
     sample weights (B, H, W) scale each pixel's term (class balancing); the mean stays over valid pixels.
 
+    `label_smoothing` eps > 0 trains towards (1 - eps) on the true class and eps / C on every class (Szegedy et
+    al., 2016), as Keras' CategoricalCrossentropy(label_smoothing=eps) does on one-hot labels: each pixel's term
+    is (1 - eps) * CE + eps * the mean over classes of -log p.
+
     Two switchable remedies for rare classes, both off by default (then the loss is the plain masked CE):
     `focal_gamma` > 0 scales each pixel's CE by (1 - p_true)^gamma (Lin et al., 2017), so pixels already
     classified well count less; `ohem_fraction` < 1 keeps only the hardest pixels (online hard-example
@@ -21,7 +25,9 @@ class MaskedSparseCrossEntropy(keras.losses.Loss):
     """
 
     def __init__(self, ignore_id: int = IGNORE_ID, focal_gamma: float = 0.0, ohem_fraction: float = 1.0,
-                 ohem_min_kept: int = 0, name: str = "masked_sparse_ce", **kwargs):
+                 ohem_min_kept: int = 0, label_smoothing: float = 0.0, name: str = "masked_sparse_ce", **kwargs):
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         if focal_gamma < 0:
             raise ValueError(f"focal_gamma must be >= 0, got {focal_gamma}")
         if not 0 < ohem_fraction <= 1:
@@ -35,14 +41,19 @@ class MaskedSparseCrossEntropy(keras.losses.Loss):
         self.focal_gamma = float(focal_gamma)
         self.ohem_fraction = float(ohem_fraction)
         self.ohem_min_kept = int(ohem_min_kept)
+        self.label_smoothing = float(label_smoothing)
 
     def call(self, y_true, y_pred):
         y_true = ops.cast(y_true, "int32")
         valid = ops.not_equal(y_true, self.ignore_id)
         safe_labels = ops.where(valid, y_true, 0)
-        per_pixel = keras.losses.sparse_categorical_crossentropy(safe_labels, y_pred, from_logits=True)
-        if self.focal_gamma:
-            per_pixel = _focal(per_pixel, self.focal_gamma)
+        cross_entropy = keras.losses.sparse_categorical_crossentropy(safe_labels, y_pred, from_logits=True)
+        per_pixel = cross_entropy
+        if self.label_smoothing:
+            uniform = -ops.mean(ops.log_softmax(y_pred, axis=-1), axis=-1)
+            per_pixel = (1.0 - self.label_smoothing) * cross_entropy + self.label_smoothing * uniform
+        if self.focal_gamma:  # its factor comes from the true class' own probability, exp(-CE)
+            per_pixel = _focal_factor(cross_entropy, self.focal_gamma) * per_pixel
         if self.ohem_fraction < 1.0:
             valid = _hardest_pixels(per_pixel, valid, self.ohem_fraction, self.ohem_min_kept)
         valid = ops.cast(valid, per_pixel.dtype)
@@ -52,12 +63,13 @@ class MaskedSparseCrossEntropy(keras.losses.Loss):
         config = super().get_config()
         config.pop("reduction", None)
         return {**config, "ignore_id": self.ignore_id, "focal_gamma": self.focal_gamma,
-                "ohem_fraction": self.ohem_fraction, "ohem_min_kept": self.ohem_min_kept}
+                "ohem_fraction": self.ohem_fraction, "ohem_min_kept": self.ohem_min_kept,
+                "label_smoothing": self.label_smoothing}
 
 
-def _focal(cross_entropy, gamma: float):
-    # p_true = exp(-CE); the factor is treated as part of the loss (gradients flow through it, as in the paper).
-    return ops.power(1.0 - ops.exp(-cross_entropy), gamma) * cross_entropy
+def _focal_factor(cross_entropy, gamma: float):
+    # (1 - p_true)^gamma with p_true = exp(-CE); part of the loss (gradients flow through it, as in the paper).
+    return ops.power(1.0 - ops.exp(-cross_entropy), gamma)
 
 
 def _hardest_pixels(per_pixel, valid, fraction: float, min_kept: int):

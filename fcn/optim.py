@@ -153,14 +153,19 @@ class SGD(_WeightDecayAtOneRate, keras.optimizers.SGD):
     """keras.optimizers.SGD, with a scheduled learning rate computed once per step (see above)."""
 
 
-def make_optimizer(name: str, rate, weight_decay: float = 0.0) -> keras.optimizers.Optimizer:
-    """Adam (weight decay not allowed: use adamw), AdamW (decoupled decay), or SGD with momentum 0.9."""
+def make_optimizer(name: str, rate, weight_decay: float = 0.0, ema_momentum: float | None = None
+                   ) -> keras.optimizers.Optimizer:
+    """Adam (weight decay not allowed: use adamw), AdamW (decoupled decay), or SGD with momentum 0.9.
+
+    With `ema_momentum` the optimizer also keeps an exponential moving average of the weights, updated after
+    every step (Keras' use_ema; fcn.callbacks.AveragedWeights puts it where results are taken from)."""
+    ema = dict(use_ema=True, ema_momentum=ema_momentum) if ema_momentum is not None else {}
     if name == "adam":
         if weight_decay:
             raise ValueError("weight decay needs optimizer 'adamw' or 'sgd', not 'adam'")
-        return keras.optimizers.Adam(rate)
+        return keras.optimizers.Adam(rate, **ema)
     if name == "adamw":
-        return AdamW(rate, weight_decay=weight_decay)
+        return AdamW(rate, weight_decay=weight_decay, **ema)
     if name == "sgd":
-        return SGD(rate, momentum=0.9, weight_decay=weight_decay or None)
+        return SGD(rate, momentum=0.9, weight_decay=weight_decay or None, **ema)
     raise ValueError(f"unknown optimizer {name!r}; choose from {OPTIMIZERS}")

@@ -74,6 +74,11 @@ class TrainConfig:
     focal_gamma: float = 0.0
     ohem_fraction: float = 1.0
     ohem_min_kept: int = 0
+    # Label smoothing eps: the loss aims at 1 - eps on the true class and eps / C on each (0: plain targets).
+    label_smoothing: float = 0.0
+    # Exponential moving average of the weights (Polyak averaging), updated after each step with this momentum
+    # (e.g. 0.99: about the last 100 steps): validation, best.keras and final.keras use the average; None: off.
+    ema_momentum: float | None = None
     max_train_images: int | None = None
     max_val_images: int | None = None
     # Frame file names (e.g. "um_000000.png") kept out of training and validation, e.g. a held-out test copy.
@@ -111,7 +116,7 @@ class TrainConfig:
             raise ValueError(f"cache_decoded must be 'auto', 'on' or 'off', got {self.cache_decoded!r}")
         if self.class_weighting not in WEIGHTINGS:
             raise ValueError(f"unknown class_weighting {self.class_weighting!r}; choose from {WEIGHTINGS}")
-        self.make_loss()  # checks focal_gamma and the OHEM settings
+        self.make_loss()  # checks focal_gamma, the OHEM settings and label_smoothing
         if len(self.image_size) != 2 or min(self.image_size) < 32:
             raise ValueError(f"image_size must be (height, width), each at least 32, got {self.image_size}")
         for name in ("batch_size", "epochs"):
@@ -126,6 +131,11 @@ class TrainConfig:
             raise ValueError(f"minutes must be a positive number of minutes, got {self.minutes}")
         if self.strategy not in distribute.STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}; choose from {distribute.STRATEGIES}")
+        if self.ema_momentum is not None and not 0 < self.ema_momentum < 1:
+            raise ValueError(f"ema_momentum must be in (0, 1) (or None: off), got {self.ema_momentum}")
+        if self.ema_momentum is not None and self.strategy == "multi_worker":
+            # Swapping the averages in reads every variable whole, which a worker of several does not hold.
+            raise ValueError("ema_momentum is not supported with strategy 'multi_worker'")
         if self.optimizer not in optim.OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose from {optim.OPTIMIZERS}")
         if self.lr_schedule not in optim.SCHEDULES:
@@ -152,7 +162,7 @@ class TrainConfig:
     def make_loss(self) -> MaskedSparseCrossEntropy:
         """The masked cross-entropy with this run's rare-class settings."""
         return MaskedSparseCrossEntropy(focal_gamma=self.focal_gamma, ohem_fraction=self.ohem_fraction,
-                                        ohem_min_kept=self.ohem_min_kept)
+                                        ohem_min_kept=self.ohem_min_kept, label_smoothing=self.label_smoothing)
 
     def check_paths(self) -> None:
         """The files and folders the run reads and writes are usable (checked when training starts)."""
@@ -173,10 +183,15 @@ class TrainConfig:
 
 
 def upgrade_saved_config(saved: dict) -> dict:
-    """A config.json of an earlier fcn in today's terms: `mixed_precision: true` was float16."""
+    """A config.json of an earlier fcn in today's terms: `mixed_precision: true` was float16, and a setting
+    added since (label_smoothing, say) has its default, which is what the earlier fcn did."""
     saved = dict(saved)
     if "mixed_precision" in saved:
         saved.setdefault("precision", "float16" if saved.pop("mixed_precision") else "float32")
+    for setting in dataclasses.fields(TrainConfig):
+        if setting.name not in saved:
+            default = setting.default_factory() if setting.default_factory is not dataclasses.MISSING else setting.default
+            saved[setting.name] = json.loads(json.dumps(default))  # as config.json holds it (tuples as lists)
     return saved
 
 
@@ -237,7 +252,7 @@ def compile_model(model: keras.Model, config: TrainConfig, num_classes: int, ste
     rate = optim.learning_rate(config.learning_rate, config.lr_schedule, total_steps=total_steps,
                                warmup_steps=round(config.warmup_epochs * steps_per_epoch))
     model.compile(
-        optimizer=optim.make_optimizer(config.optimizer, rate, config.weight_decay),
+        optimizer=optim.make_optimizer(config.optimizer, rate, config.weight_decay, config.ema_momentum),
         loss=config.make_loss(),
         metrics=[PixelAccuracy(), keras.metrics.MeanIoU(num_classes, ignore_class=255, sparse_y_pred=False,
                                                         name="mean_iou")],
@@ -312,17 +327,24 @@ def _train(config: TrainConfig, placement: distribute.Placement, run: RunFolder,
                                            config.minutes, placement, optim.decay_schedule(model.optimizer), steps,
                                            config.epochs, small_share=config.progressive_resizing and config.progressive_resizing[0],
                                            full_to_small_pixels=math.prod(config.image_size) / math.prod(small or config.image_size))
+            averaged = [callbacks.AveragedWeights()] if config.ema_momentum is not None else []
             fit_callbacks = [
                 keras.callbacks.TerminateOnNaN(),
+                *averaged,
                 callbacks.ValidationScore(val_samples, info, config.image_size),
                 commit,
                 *([keras.callbacks.TensorBoard(str(run.path / "logs"), write_graph=False, profile_batch=0)]
                   if placement.is_chief else []),
                 *extra_callbacks,
+                *[callback.swap_back for callback in averaged],
             ]
             # One model.fit per image size: with progressive resizing CommitEpoch stops the first after the
             # last small epoch, and the second goes on at the full size.
             while True:
+                if averaged and commit.state.epochs_done > state.epochs_done:
+                    # The last fit ended with the average in the model (AveragedWeights): train on from the
+                    # training weights its last checkpoint holds.
+                    _load_training_weights(model, run.checkpoint(commit.state.epochs_done), config)
                 size = training_size(config, commit.state)
                 if small is not None:
                     print(f"training at {size[0]}x{size[1]} from epoch {commit.state.epochs_done + 1}")
@@ -374,19 +396,29 @@ def _resume_or_build(run: RunFolder, state: RunState, config: TrainConfig, num_c
     model = build_fcn8(num_classes, encoder=config.encoder, weights=None if state.epochs_done else config.weights)
     compile_model(model, config, num_classes, steps_per_epoch, state.schedule_epochs)
     if state.epochs_done:
-        # Weights and the optimizer's state (moments, step count, loss scale) from the last checkpoint; the
-        # compile settings are the config's own, which _check_same_run has found unchanged.
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            model.load_weights(run.checkpoint(state.epochs_done))
-        skipped = [str(w.message) for w in caught if "Skipping variable loading" in str(w.message)]
-        if skipped:  # Keras only warns; resuming without the optimizer's state would be a silent restart
-            raise ValueError(f"{run.checkpoint(state.epochs_done)}: does not fit this run's model ({skipped[0]})")
+        _load_training_weights(model, run.checkpoint(state.epochs_done), config)
     elif config.init_from is not None:
         copied, kept = init_from_model(model, config.init_from, config.encoder)
         print(f"{config.init_from}: started from its weights ({copied} layers copied"
               + (f"; kept this run's initialisation for {', '.join(kept)})" if kept else ")"))
     return model
+
+
+def _load_training_weights(model: keras.Model, checkpoint: Path, config: TrainConfig) -> None:
+    """Weights and the optimizer's state (moments, step count, loss scale, averages) of a checkpoint, to train on.
+
+    The compile settings are the config's own, which _check_same_run has found unchanged. With ema_momentum the
+    checkpoint holds the averaged weights as the model's and the training weights in the optimizer
+    (callbacks.AveragedWeights): they are swapped back.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.load_weights(checkpoint)
+    skipped = [str(w.message) for w in caught if "Skipping variable loading" in str(w.message)]
+    if skipped:  # Keras only warns; resuming without the optimizer's state would be a silent restart
+        raise ValueError(f"{checkpoint}: does not fit this run's model ({skipped[0]})")
+    if config.ema_momentum is not None:
+        callbacks.swap_averaged_weights(model)
 
 
 def init_from_model(model: keras.Model, path, encoder: str) -> tuple[int, list[str]]:

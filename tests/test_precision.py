@@ -1,5 +1,6 @@
 """--precision: the auto choice from CPU flags, float32 outputs, float32 model files, resumes that refuse a change."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -84,8 +85,18 @@ def test_the_command_line_takes_precision_and_the_old_mixed_precision_flag():
 
 
 def test_earlier_configs_with_mixed_precision_are_read_as_float16():
-    assert upgrade_saved_config({"mixed_precision": True, "epochs": 3}) == {"precision": "float16", "epochs": 3}
-    assert upgrade_saved_config({"mixed_precision": False}) == {"precision": "float32"}
+    upgraded = upgrade_saved_config({"mixed_precision": True, "epochs": 3})
+    assert "mixed_precision" not in upgraded and (upgraded["precision"], upgraded["epochs"]) == ("float16", 3)
+    assert upgrade_saved_config({"mixed_precision": False})["precision"] == "float32"
+
+
+def test_settings_added_since_a_run_was_saved_take_their_defaults():
+    # A config.json written before label_smoothing and exclude_frames existed: the same run as today's defaults,
+    # so a resume compares equal instead of refusing "label_smoothing None -> 0.0".
+    today = json.loads(json.dumps(dataclasses.asdict(TrainConfig(weights=None, epochs=3))))
+    earlier = {key: value for key, value in today.items() if key not in ("label_smoothing", "exclude_frames")}
+    assert upgrade_saved_config(earlier) == today
+    assert TrainConfig(**upgrade_saved_config(earlier)) == TrainConfig(weights=None, epochs=3)
 
 
 @pytest.mark.slow

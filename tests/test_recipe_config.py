@@ -58,14 +58,15 @@ def test_list_split_is_the_split_training_uses(road_data):
 
 
 def test_loss_options_reach_the_compiled_loss():
-    config = TrainConfig(weights=None, focal_gamma=2.0, ohem_fraction=0.25, ohem_min_kept=100)
+    config = TrainConfig(weights=None, focal_gamma=2.0, ohem_fraction=0.25, ohem_min_kept=100, label_smoothing=0.1)
     model = compile_model(build_fcn8(2, encoder="vgg16_mini", weights=None), config, 2)
     assert (model.loss.focal_gamma, model.loss.ohem_fraction, model.loss.ohem_min_kept) == (2.0, 0.25, 100)
+    assert model.loss.label_smoothing == 0.1
 
 
 @pytest.mark.parametrize("settings", [dict(scale_range=(2.0, 0.5)), dict(cache_decoded="yes"),
                                       dict(class_weighting="log"), dict(focal_gamma=-1.0),
-                                      dict(ohem_fraction=0.0)])
+                                      dict(ohem_fraction=0.0), dict(label_smoothing=1.0)])
 def test_bad_recipe_options_are_refused(settings):
     with pytest.raises(ValueError):
         TrainConfig(**settings)
@@ -77,9 +78,10 @@ def test_cli_passes_the_recipe_options(monkeypatch, tmp_path):
     code = cli.main(["train", "--fast", "--data-dir", str(tmp_path), "--run-dir", str(tmp_path / "r"),
                      "--scale-range", "0.5,2", "--cache-decoded", "off", "--class-balancing",
                      "--class-weighting", "sqrt_median_frequency", "--max-class-weight", "10", "--focal-gamma", "2",
-                     "--ohem-fraction", "0.3", "--ohem-min-kept", "50"])
+                     "--ohem-fraction", "0.3", "--ohem-min-kept", "50", "--label-smoothing", "0.1", "--ema", "0.99"])
     assert code == 0
     config = seen["config"]
     assert (config.scale_range, config.cache_decoded, config.class_weighting, config.max_class_weight) == (
         (0.5, 2.0), "off", "sqrt_median_frequency", 10.0)
-    assert (config.focal_gamma, config.ohem_fraction, config.ohem_min_kept) == (2.0, 0.3, 50)
+    assert (config.focal_gamma, config.ohem_fraction, config.ohem_min_kept, config.label_smoothing) == (2.0, 0.3, 50, 0.1)
+    assert config.ema_momentum == 0.99

@@ -65,6 +65,25 @@ def test_focal_matches_reference_and_skips_ignored_pixels(batch):
     assert float(losses.MaskedSparseCrossEntropy(focal_gamma=1.5)(labels, logits)) == pytest.approx(expected, rel=1e-5)
 
 
+def test_label_smoothing_is_keras_categorical_crossentropy_with_smoothed_one_hot_targets(batch):
+    labels, logits = batch
+    valid = labels != IGNORE
+    one_hot = np.eye(3, dtype=np.float32)[np.where(valid, labels, 0)]
+    reference = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1, reduction=None)
+    expected = keras.ops.convert_to_numpy(reference(one_hot, logits))[valid].mean()  # ignored pixels skipped
+    smoothed = losses.MaskedSparseCrossEntropy(label_smoothing=0.1)
+    assert float(smoothed(labels, logits)) == pytest.approx(float(expected), rel=1e-5)
+    plain = float(losses.MaskedSparseCrossEntropy()(labels, logits))
+    assert float(losses.MaskedSparseCrossEntropy(label_smoothing=0.0)(labels, logits)) == plain
+    assert float(smoothed(labels, logits)) != pytest.approx(plain, rel=1e-3)
+    # With a focal term, the factor is still the true class' own (1 - p)^gamma, on the smoothed term.
+    nll, _ = _per_pixel_ce(labels, logits)
+    terms = keras.ops.convert_to_numpy(reference(one_hot, logits))
+    focal = ((1 - np.exp(-nll)) ** 2 * terms)[valid].mean()
+    both = losses.MaskedSparseCrossEntropy(label_smoothing=0.1, focal_gamma=2.0)
+    assert float(both(labels, logits)) == pytest.approx(focal, rel=1e-5)
+
+
 def test_ohem_keeping_everything_is_the_plain_loss(batch):
     labels, logits = batch
     plain = float(losses.MaskedSparseCrossEntropy()(labels, logits))
@@ -117,10 +136,11 @@ def test_ohem_gradient_is_zero_off_the_kept_pixels(batch):
 
 
 def test_new_settings_survive_serialization_and_are_checked():
-    loss_fn = losses.MaskedSparseCrossEntropy(focal_gamma=2.0, ohem_fraction=0.3, ohem_min_kept=10)
+    loss_fn = losses.MaskedSparseCrossEntropy(focal_gamma=2.0, ohem_fraction=0.3, ohem_min_kept=10, label_smoothing=0.1)
     again = keras.losses.deserialize(keras.losses.serialize(loss_fn))
-    assert (again.focal_gamma, again.ohem_fraction, again.ohem_min_kept) == (2.0, 0.3, 10)
-    for bad in ({"focal_gamma": -1.0}, {"ohem_fraction": 0.0}, {"ohem_fraction": 1.5}, {"ohem_min_kept": -1}):
+    assert (again.focal_gamma, again.ohem_fraction, again.ohem_min_kept, again.label_smoothing) == (2.0, 0.3, 10, 0.1)
+    for bad in ({"focal_gamma": -1.0}, {"ohem_fraction": 0.0}, {"ohem_fraction": 1.5}, {"ohem_min_kept": -1},
+                {"label_smoothing": 1.0}, {"label_smoothing": -0.1}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             losses.MaskedSparseCrossEntropy(**bad)
 
