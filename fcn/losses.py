@@ -47,11 +47,14 @@ class MaskedSparseCrossEntropy(keras.losses.Loss):
         y_true = ops.cast(y_true, "int32")
         valid = ops.not_equal(y_true, self.ignore_id)
         safe_labels = ops.where(valid, y_true, 0)
-        cross_entropy = keras.losses.sparse_categorical_crossentropy(safe_labels, y_pred, from_logits=True)
-        per_pixel = cross_entropy
-        if self.label_smoothing:
-            uniform = -ops.mean(ops.log_softmax(y_pred, axis=-1), axis=-1)
+        if self.label_smoothing:  # one log-softmax for both terms
+            log_probs = ops.log_softmax(y_pred, axis=-1)
+            cross_entropy = -ops.squeeze(ops.take_along_axis(log_probs, safe_labels[..., None], axis=-1), -1)
+            uniform = -ops.mean(log_probs, axis=-1)
             per_pixel = (1.0 - self.label_smoothing) * cross_entropy + self.label_smoothing * uniform
+        else:
+            cross_entropy = keras.losses.sparse_categorical_crossentropy(safe_labels, y_pred, from_logits=True)
+            per_pixel = cross_entropy
         if self.focal_gamma:  # its factor comes from the true class' own probability, exp(-CE)
             per_pixel = _focal_factor(cross_entropy, self.focal_gamma) * per_pixel
         if self.ohem_fraction < 1.0:
