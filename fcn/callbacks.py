@@ -56,9 +56,13 @@ class AveragedWeights(keras.callbacks.SwapEMAWeights):
         self.swap_back = _SwapBack(self)
 
     def on_epoch_end(self, epoch, logs=None):
-        if not self._ema_weights_in_model:
+        self.put_average_in_model(True)
+
+    def put_average_in_model(self, wanted: bool) -> None:
+        # The flag and the swap are Keras' own (SwapEMAWeights): kept together here, so they never disagree.
+        if self._ema_weights_in_model != wanted:
             self._swap_variables()
-            self._ema_weights_in_model = True
+            self._ema_weights_in_model = wanted
 
 
 class _SwapBack(keras.callbacks.Callback):
@@ -69,9 +73,7 @@ class _SwapBack(keras.callbacks.Callback):
         self.averaged = averaged
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.averaged._ema_weights_in_model:
-            self.averaged._swap_variables()
-            self.averaged._ema_weights_in_model = False
+        self.averaged.put_average_in_model(False)
 
 
 def swap_averaged_weights(model: keras.Model) -> None:
@@ -95,10 +97,11 @@ class CommitEpoch(keras.callbacks.Callback):
     With a budget and a decaying learning rate (`schedule`, a fcn.optim.WarmupDecay), the schedule is sized by
     the budget: after optim.PLAN_AFTER_EPOCHS epochs their measured length fixes how many epochs fit (at most
     `max_epochs`), the decay is stretched or shrunk to end there, and the run stops after that epoch, at a
-    learning rate near 0. Once optim.REPLAN_AT_BUDGET_SHARE of the budget is spent, the plan is made again from
-    the median epoch since (on TensorFlow the compiled step reads the new length; on JAX it is rebuilt if the
-    plan changed). The plan is committed in state.json
-    (schedule_epochs, schedule_replanned), so a resume keeps it.
+    learning rate near 0. As each of optim.REPLAN_AT_BUDGET_SHARES of the budget is passed, the plan is made
+    again from the median epoch since, the last time from the median of the last few epochs, so that a late
+    slowdown still ends the decay at the budget (on TensorFlow the compiled step reads the new length; on JAX it
+    is rebuilt if the plan changed). The plan is committed in state.json (schedule_epochs, schedule_replans), so
+    a resume keeps it.
 
     With progressive resizing (`small_share`: that share of the epochs at a smaller size first), the first plan
     also fixes how many epochs train small (state.small_epochs), guessing a full-size epoch's length from the
@@ -138,19 +141,32 @@ class CommitEpoch(keras.callbacks.Callback):
         print(f"learning-rate schedule sized by the budget: {state.schedule_epochs} epochs in all{small} "
               f"({epoch_seconds:.1f} s per epoch, {self.minutes:g} minutes)")
 
-    def _time_to_replan(self, state: RunState) -> bool:
+    def _replans_due(self, state: RunState) -> int:
+        """How many of the re-plan shares of the budget the run has passed (none while nothing is left to plan)."""
         if state.epochs_done >= state.schedule_epochs:
-            return False
-        if state.small_epochs is not None:  # once two full-size epochs are done (the first one retraces)
-            return state.epochs_done >= state.small_epochs + 2
-        return state.seconds >= optim.REPLAN_AT_BUDGET_SHARE * 60 * self.minutes
+            return state.schedule_replans
+        if state.small_epochs is not None and state.epochs_done < state.small_epochs + 2:
+            return state.schedule_replans  # a progressive run waits for two full-size epochs (the first retraces)
+        passed = sum(state.seconds >= share * 60 * self.minutes for share in optim.REPLAN_AT_BUDGET_SHARES)
+        # A progressive run's first plan guessed the full-size epochs: it plans again once they are measured.
+        return max(passed, 1) if state.small_epochs is not None else passed
+
+    def _replan_if_due(self, state: RunState) -> None:
+        due = self._replans_due(state)
+        if self.placement.agree(due > state.schedule_replans):  # the chief's clock decides, as for the budget
+            state.schedule_replans = self.placement.share(due)
+            last = state.schedule_replans >= len(optim.REPLAN_AT_BUDGET_SHARES)
+            self._plan_schedule(state, self._median_epoch_seconds(
+                state, optim.LAST_REPLAN_RECENT_EPOCHS if last else None))
 
     @staticmethod
-    def _median_epoch_seconds(state: RunState) -> float:
+    def _median_epoch_seconds(state: RunState, last: int | None = None) -> float:
         # The epochs since the first plan (of a progressive run: since the switch to the full size), less the
-        # first of them, which may have rebuilt (retraced) the training step (JAX; a new image size).
+        # first of them, which may have rebuilt (retraced) the training step (JAX; a new image size); of those
+        # only the `last` few where given.
         first = optim.PLAN_AFTER_EPOCHS if state.small_epochs is None else state.small_epochs
-        seconds = sorted(row["seconds"] for row in state.history[first + 1:])
+        rows = state.history[first + 1:]
+        seconds = sorted(row["seconds"] for row in (rows[-last:] if last else rows))
         return seconds[len(seconds) // 2] if seconds else state.history[-1]["seconds"]
 
     def _stop_reason(self, state: RunState, last_epoch_seconds: float) -> str | None:
@@ -171,10 +187,8 @@ class CommitEpoch(keras.callbacks.Callback):
             state.best_epoch, state.best_value = epoch + 1, logs[state.monitor]
         if self.schedule is not None and state.schedule_epochs is None and state.epochs_done >= optim.PLAN_AFTER_EPOCHS:
             self._plan_schedule(state, seconds)
-        elif self.schedule is not None and state.schedule_epochs is not None and not state.schedule_replanned:
-            if self.placement.agree(self._time_to_replan(state)):  # the chief's clock decides, as for the budget
-                state.schedule_replanned = True
-                self._plan_schedule(state, self._median_epoch_seconds(state))
+        elif self.schedule is not None and state.schedule_epochs is not None:
+            self._replan_if_due(state)
         reason = self._stop_reason(state, seconds)
         if self.placement.agree(reason is not None):
             state.stopped_by_budget = True

@@ -15,10 +15,14 @@ SCHEDULES = ("constant", "cosine", "poly")
 # A schedule sized by a time budget is fixed after this many epochs: the first one also pays for tracing the
 # model and filling the decoded-image cache, so the second is the first to run at the steady speed.
 PLAN_AFTER_EPOCHS = 2
-# One epoch is a noisy measure (on a shared 2-core machine epochs of one run varied from 25 to 45 s), so the plan
-# is made again once this share of the budget is spent, from the median epoch since the first plan: the decay
-# then still ends at the budget, not 8 epochs short of it or 2 minutes early.
-REPLAN_AT_BUDGET_SHARE = 0.5
+# One epoch is a noisy measure (on a shared 2-core machine epochs of one run varied from 25 to 45 s; a second
+# epoch of 33 s planned 108 epochs where later ones took 21 s), so the plan is made again as each of these shares
+# of the budget is passed: from the median epoch since the first plan, and at the last share from the median of
+# the last few epochs only, since epochs also drift within a run (KITTI Road, 2026-12-04: 28-30 s early, 33-40 s
+# late) and a late slowdown stopped runs 2-4 epochs before their decay's end. Early shares keep the rate from
+# jumping much: a new length moves the decay's remaining part, and moves it less the earlier it comes.
+REPLAN_AT_BUDGET_SHARES = (0.2, 0.5, 0.8)
+LAST_REPLAN_RECENT_EPOCHS = 5
 
 
 @keras.saving.register_keras_serializable(package="fcn")

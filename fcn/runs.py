@@ -58,8 +58,8 @@ class RunState:
     # With a time budget and a decaying learning rate: the epochs the schedule spans, fixed from the measured
     # epoch time after the first epochs (fcn/optim.py plan_epochs); a resume keeps it. None until then.
     schedule_epochs: int | None = None
-    # Whether the plan was checked again at optim.REPLAN_AT_BUDGET_SHARE of the budget (done once per run).
-    schedule_replanned: bool = False
+    # How many of optim.REPLAN_AT_BUDGET_SHARES the run has passed and planned again at.
+    schedule_replans: int = 0
     # With progressive resizing (TrainConfig.progressive_resizing): the epochs trained at the smaller size;
     # later ones train at the full size. Fixed with the schedule's plan (or from the epochs, without a budget).
     small_epochs: int | None = None
@@ -108,6 +108,8 @@ class RunFolder:
             record = json.loads(self.state.read_text())
             if record.pop("version", None) != STATE_VERSION:
                 raise ValueError("unknown version")
+            if "schedule_replanned" in record:  # written before 2026-12-04: one re-plan, at half the budget
+                record["schedule_replans"] = 2 if record.pop("schedule_replanned") else 0
             return RunState(**record)
         except (ValueError, TypeError) as error:
             raise ValueError(f"{self.state}: unreadable run state ({error}); this file is written in one "

@@ -93,12 +93,49 @@ def test_epochs_that_slow_down_after_the_plan_are_planned_again_at_half_the_budg
     model, history = train(_config(road_data, tmp_path / "run", 6), verbose=0,
                            extra_callbacks=[_SlowDownFrom(clock, epoch=2, seconds=45.0)])
     state = json.loads((tmp_path / "run" / "state.json").read_text())
-    # Half the budget is spent after epoch 5 (195 s); at 45 s an epoch, 3 more fit: 8 in all, ending at 330 s.
+    # A fifth of the budget is passed after epoch 3 (105 s): at its 45 s, 5 more fit, 8 in all. Half the budget
+    # after epoch 5 (195 s): at the median 45 s, 3 more fit, 8 again, ending at 330 s, before 80 % is passed.
     # The first plan alone would have stopped on the budget after epoch 8 with 4 epochs of its decay left.
-    assert state["schedule_replanned"] and state["schedule_epochs"] == 8 and state["epochs_done"] == 8
+    assert state["schedule_replans"] == 2 and state["schedule_epochs"] == 8 and state["epochs_done"] == 8
     assert state["seconds"] == pytest.approx(2 * 30 + 6 * 45) and len(history["loss"]) == 8
     assert optim.decay_schedule(model.optimizer).total_steps == 8
     assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-12)  # the decay ended with the run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("late_replan", [True, False])
+def test_a_slowdown_after_the_replan_is_caught_near_the_end_of_the_budget(road_data, tmp_path, monkeypatch,
+                                                                           late_replan):
+    # 10 minutes of 30 s epochs: 20 planned after epoch 2, the same 20 again at a fifth (epoch 4) and at half the
+    # budget (epoch 10). From epoch 13 on, epochs last 50 s. 80 % of the budget (480 s) is passed at epoch 15
+    # (510 s): the median of the last 5 epochs (30, 30, 50, 50, 50) is 50 s, one more fits, so the decay now
+    # ends with epoch 16 (560 s). The median since the first plan (30 s) would have kept all 20.
+    if not late_replan:  # the control: without the last check the same run stops on the budget
+        monkeypatch.setattr(optim, "REPLAN_AT_BUDGET_SHARES", (0.2, 0.5))
+    clock = FakeTime(30.0)
+    monkeypatch.setattr(callbacks, "time", clock)
+    model, history = train(_config(road_data, tmp_path / "run", 10), verbose=0,
+                           extra_callbacks=[_SlowDownFrom(clock, epoch=12, seconds=50.0)])
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["schedule_replans"] == (3 if late_replan else 2)
+    assert state["epochs_done"] == 16 and state["seconds"] == pytest.approx(12 * 30 + 4 * 50)
+    rate = float(model.optimizer.learning_rate)
+    if late_replan:
+        assert state["schedule_epochs"] == 16 and optim.decay_schedule(model.optimizer).total_steps == 16
+        assert rate == pytest.approx(0.0, abs=1e-12)  # the decay ended with the run
+    else:
+        assert state["schedule_epochs"] == 20 and rate > 1e-5  # stopped 4 epochs before the decay's end
+
+
+def test_a_run_state_written_before_several_replans_still_reads(tmp_path):
+    from fcn.runs import STATE_VERSION, RunFolder
+
+    run = RunFolder(tmp_path)
+    for replanned, replans in [(True, 2), (False, 0)]:  # then: one re-plan, at half the budget
+        run.state.write_text(json.dumps({"version": STATE_VERSION, "epochs_done": 7, "schedule_epochs": 40,
+                                         "schedule_replanned": replanned}))
+        state = run.read_state()
+        assert state.schedule_replans == replans and state.schedule_epochs == 40 and state.epochs_done == 7
 
 
 @pytest.mark.slow

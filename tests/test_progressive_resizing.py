@@ -93,14 +93,15 @@ def test_with_a_budget_the_plan_fixes_the_small_epochs_and_is_made_again_at_the_
         road_data, tmp_path, monkeypatch, training_sizes):
     # Small epochs last 10 s. After epoch 2 (20 s) the plan guesses 40 s for a full-size epoch (4x the pixels):
     # 12 epochs in 5 minutes, 6 of them small. Full-size epochs really last 30 s: from the second of them
-    # (epoch 8, 120 s used) 6 more fit, 14 in all, and the run ends at the budget with the rate at 0.
+    # (epoch 8, 120 s used) 6 more fit, 14 in all; the plans at half the budget (epoch 9) and at 80 % (epoch 12)
+    # keep them, and the run ends at the budget with the rate at 0.
     clock = FakeTime(10.0)
     monkeypatch.setattr(callbacks, "time", clock)
     config = _config(road_data, tmp_path / "run", epochs=50, minutes=5, optimizer="adamw", weight_decay=1e-4,
                      lr_schedule="cosine", warmup_epochs=1)
     model, history = train(config, verbose=0, extra_callbacks=[_SlowDownFrom(clock, epoch=6, seconds=30.0)])
     state = _state(tmp_path / "run")
-    assert state["small_epochs"] == 6 and state["schedule_replanned"]
+    assert state["small_epochs"] == 6 and state["schedule_replans"] == 3
     assert state["schedule_epochs"] == 14 and state["epochs_done"] == 14 and len(history["loss"]) == 14
     assert state["seconds"] == pytest.approx(6 * 10 + 8 * 30) and state["seconds"] <= 300
     assert training_sizes == [((32, 48), 0), ((64, 96), 6)]
