@@ -142,7 +142,8 @@ class CommitEpoch(keras.callbacks.Callback):
               f"({epoch_seconds:.1f} s per epoch, {self.minutes:g} minutes)")
 
     def _replans_due(self, state: RunState) -> int:
-        """How many of the re-plan shares of the budget the run has passed (none while nothing is left to plan)."""
+        """How many of the re-plan shares of the budget the run has passed; the count so far (nothing new to
+        plan) once the schedule has ended, or while a progressive run has not yet measured its full size."""
         if state.epochs_done >= state.schedule_epochs:
             return state.schedule_replans
         if state.small_epochs is not None and state.epochs_done < state.small_epochs + 2:
